@@ -1,0 +1,64 @@
+package sdk
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/pb"
+)
+
+// The generated types stay behind these nil-safe functions: they are the
+// only place that knows both shapes.
+
+func sendToProto(r *SendMessageRequest) *pb.SendMessageRequest {
+	if r == nil {
+		return &pb.SendMessageRequest{}
+	}
+	out := &pb.SendMessageRequest{Recipient: r.Recipient}
+	switch {
+	case r.Password != nil:
+		p := r.Password
+		out.Content = &pb.SendMessageRequest_Password{Password: &pb.PasswordMessage{
+			Password:           p.Password,
+			ExpiresAt:          p.ExpiresAt.UTC().Format(time.RFC3339),
+			LoginUrl:           p.LoginURL,
+			IdentityId:         p.IdentityID,
+			IdentityTraitsJson: p.IdentityTraits,
+		}}
+	case r.Rendered != nil:
+		out.Content = &pb.SendMessageRequest_Rendered{Rendered: &pb.RenderedMessage{
+			Subject:  r.Rendered.Subject,
+			TextBody: r.Rendered.TextBody,
+			HtmlBody: r.Rendered.HTMLBody,
+		}}
+	}
+	return out
+}
+
+func sendFromProto(r *pb.SendMessageRequest) (*SendMessageRequest, error) {
+	out := &SendMessageRequest{Recipient: r.GetRecipient()}
+	switch c := r.GetContent().(type) {
+	case *pb.SendMessageRequest_Password:
+		p := c.Password
+		exp, err := time.Parse(time.RFC3339, p.GetExpiresAt())
+		if err != nil {
+			return nil, fmt.Errorf("%w: password message expires_at: %v", ErrInvalidArgument, err)
+		}
+		out.Password = &PasswordMessage{
+			Password:       p.GetPassword(),
+			ExpiresAt:      exp,
+			LoginURL:       p.GetLoginUrl(),
+			IdentityID:     p.GetIdentityId(),
+			IdentityTraits: p.GetIdentityTraitsJson(),
+		}
+	case *pb.SendMessageRequest_Rendered:
+		out.Rendered = &RenderedMessage{
+			Subject:  c.Rendered.GetSubject(),
+			TextBody: c.Rendered.GetTextBody(),
+			HTMLBody: c.Rendered.GetHtmlBody(),
+		}
+	default:
+		return nil, fmt.Errorf("%w: message has no content: set rendered or password", ErrInvalidArgument)
+	}
+	return out, nil
+}

@@ -1,0 +1,78 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	// ErrInvalidArgument means the request or config is wrong and a retry of the
+	// same call will fail the same way.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnavailable means a dependency (the SMTP server) failed in a way that
+	// may pass: the caller should retry later.
+	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrRejected means the SMTP server refused the mail for good (a 5xx reply).
+	ErrRejected = errors.New("rejected")
+	// ErrNotConfigured means Configure has not succeeded yet.
+	ErrNotConfigured = errors.New("plugin not configured")
+)
+
+// The sentinels cross the wire as gRPC status codes; everything else is Internal.
+var codeOf = []struct {
+	err  error
+	code codes.Code
+}{
+	{ErrInvalidArgument, codes.InvalidArgument},
+	{ErrUnavailable, codes.Unavailable},
+	{ErrRejected, codes.Aborted},
+	{ErrNotConfigured, codes.FailedPrecondition},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+}
+
+// toStatus maps a plugin error to a gRPC status, keeping its message.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, c := range codeOf {
+		if errors.Is(err, c.err) {
+			return status.Error(c.code, err.Error())
+		}
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// fromStatus maps a gRPC status back to an error that matches the sentinels
+// with errors.Is. Transport failures (the plugin process died) are Unavailable.
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, c := range codeOf {
+		if st.Code() == c.code {
+			return &remoteError{sentinel: c.err, msg: st.Message()}
+		}
+	}
+	return fmt.Errorf("plugin: %s", st.Message())
+}
+
+// remoteError carries the plugin's message while matching the sentinel that
+// its status code stands for. The message already names the sentinel, so
+// Error does not repeat it.
+type remoteError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }

@@ -1,0 +1,45 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/pb"
+)
+
+// grpcClient adapts the generated gRPC client to Gateway. The caller's ctx
+// crosses the wire, so its deadline bounds the plugin's work too.
+type grpcClient struct {
+	c pb.GatewayClient
+}
+
+func (c *grpcClient) Configure(ctx context.Context, r *ConfigureRequest) (*ConfigureResponse, error) {
+	resp, err := c.c.Configure(ctx, &pb.ConfigureRequest{ConfigJson: r.Config})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &ConfigureResponse{Warnings: resp.GetWarnings()}, nil
+}
+
+func (c *grpcClient) IssuePassword(ctx context.Context, r *IssuePasswordRequest) (*IssuePasswordResponse, error) {
+	resp, err := c.c.IssuePassword(ctx, &pb.IssuePasswordRequest{IdentityId: r.IdentityID})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &IssuePasswordResponse{Password: resp.GetPassword()}, nil
+}
+
+func (c *grpcClient) SendMessage(ctx context.Context, r *SendMessageRequest) (*SendMessageResponse, error) {
+	resp, err := c.c.SendMessage(ctx, sendToProto(r))
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &SendMessageResponse{ServerReply: resp.GetServerReply()}, nil
+}
+
+func (c *grpcClient) Health(ctx context.Context, _ *HealthRequest) (*HealthResponse, error) {
+	resp, err := c.c.Health(ctx, &pb.HealthRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &HealthResponse{Configured: resp.GetConfigured(), Detail: resp.GetDetail()}, nil
+}

@@ -1,0 +1,101 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+)
+
+// Gateway is what an email gateway plugin implements. Each method takes a
+// request struct and returns a response struct so fields can be added later
+// without breaking plugin authors.
+type Gateway interface {
+	// Configure validates and applies the plugin's config section. A plugin
+	// that refuses a config keeps the one it had.
+	Configure(ctx context.Context, req *ConfigureRequest) (*ConfigureResponse, error)
+	// IssuePassword returns a fresh random temporary password.
+	IssuePassword(ctx context.Context, req *IssuePasswordRequest) (*IssuePasswordResponse, error)
+	// SendMessage returns only once the SMTP server accepted the mail.
+	SendMessage(ctx context.Context, req *SendMessageRequest) (*SendMessageResponse, error)
+	// Health reports whether the plugin can work.
+	Health(ctx context.Context, req *HealthRequest) (*HealthResponse, error)
+}
+
+// ConfigureRequest carries the plugin's config section as a JSON object.
+type ConfigureRequest struct {
+	Config json.RawMessage
+}
+
+// ConfigureResponse lists warnings the host logs; they never hold secrets.
+type ConfigureResponse struct {
+	Warnings []string
+}
+
+// IssuePasswordRequest names the identity the password is for.
+type IssuePasswordRequest struct {
+	IdentityID string
+}
+
+// IssuePasswordResponse holds the temporary password. It is a secret: never
+// log it.
+type IssuePasswordResponse struct {
+	Password string
+}
+
+// SendMessageRequest is one mail to one recipient. Exactly one of Rendered and
+// Password is set.
+type SendMessageRequest struct {
+	Recipient string
+	Rendered  *RenderedMessage
+	Password  *PasswordMessage
+}
+
+// RenderedMessage is a mail Kratos rendered; the plugin sends it unchanged.
+type RenderedMessage struct {
+	Subject  string
+	TextBody string
+	HTMLBody string
+}
+
+// PasswordMessage is the data of a temporary password mail; the plugin renders
+// it with its templates.
+type PasswordMessage struct {
+	Password       string
+	ExpiresAt      time.Time
+	LoginURL       string
+	IdentityID     string
+	IdentityTraits json.RawMessage
+}
+
+// SendMessageResponse holds the SMTP server's reply to the accepted mail.
+type SendMessageResponse struct {
+	ServerReply string
+}
+
+// HealthRequest is empty today; it is a struct so fields can be added.
+type HealthRequest struct{}
+
+// HealthResponse says whether the plugin has a working config.
+type HealthResponse struct {
+	Configured bool
+	Detail     string
+}
+
+// PluginName is the name under which the gateway is dispensed from go-plugin.
+const PluginName = "gateway"
+
+// Handshake makes sure host and plugin were built for the same contract. It is
+// a user-experience check that stops a wrong binary from being launched by
+// mistake, not a security measure: the plugin's checksum (SecureConfig) is.
+var Handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "KRATOS_EMAIL_GATEWAY_PLUGIN",
+	MagicCookieValue: "0b8f3c1e-temporary-password-gateway",
+}
+
+// pluginSet is the go-plugin map for one implementation, or none on the host side.
+func pluginSet(impl Gateway) goplugin.PluginSet {
+	return goplugin.PluginSet{PluginName: &grpcPlugin{impl: impl}}
+}
