@@ -57,7 +57,7 @@ func Launch(cfg LaunchConfig) (*Client, error) {
 	cmd.Env = cfg.Env
 	proc := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
-		Plugins:          pluginSet(nil),
+		Plugins:          PluginMap(nil),
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},

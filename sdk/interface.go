@@ -95,7 +95,8 @@ var Handshake = goplugin.HandshakeConfig{
 	MagicCookieValue: "0b8f3c1e-temporary-password-gateway",
 }
 
-// pluginSet is the go-plugin map for one implementation, or none on the host side.
-func pluginSet(impl Gateway) goplugin.PluginSet {
+// PluginMap is the go-plugin map serving impl; hosts pass nil. It is exported
+// for tools such as sdktest that connect to a plugin without a subprocess.
+func PluginMap(impl Gateway) goplugin.PluginSet {
 	return goplugin.PluginSet{PluginName: &grpcPlugin{impl: impl}}
 }

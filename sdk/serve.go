@@ -13,7 +13,7 @@ import (
 func Serve(impl Gateway, logger hclog.Logger) {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         pluginSet(impl),
+		Plugins:         PluginMap(impl),
 		GRPCServer:      goplugin.DefaultGRPCServer,
 		Logger:          logger,
 	})

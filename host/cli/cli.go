@@ -1,0 +1,151 @@
+// Package cli is the gateway command line: it parses subcommands and wires the
+// host's packages together for each of them.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Env is what a command may use from its process, passed in so tests can run
+// commands side by side.
+type Env struct {
+	Args    []string // without the program name
+	Environ []string
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+const usage = `gateway: the kratos-email-gateway host
+
+Usage:
+  gateway serve --config FILE          run the HTTP server Kratos calls
+  gateway config check --config FILE   validate a config, plugin sections included
+
+Environment: GATEWAY_<KEY>, "__" between levels, overrides the file
+(e.g. GATEWAY_SMTP__AUTHORIZATION_CODE, GATEWAY_WEBHOOK__API_KEY).
+`
+
+// Run executes one command and returns the process exit code.
+func Run(ctx context.Context, env Env) int {
+	args := env.Args
+	switch {
+	case len(args) >= 1 && args[0] == "serve":
+		return exit(env, serve(ctx, env, args[1:]))
+	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
+		return exit(env, checkConfig(ctx, env, args[2:]))
+	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	default:
+		fmt.Fprint(env.Stderr, usage)
+		return 2
+	}
+}
+
+// errUsage marks errors already explained by the flag package.
+var errUsage = errors.New("usage")
+
+func exit(env Env, err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "gateway: %v\n", err)
+		return 1
+	}
+}
+
+// configFlag parses the --config flag shared by every command.
+func configFlag(name string, env Env, args []string) (string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	path := fs.String("config", "", "path of gateway.yaml")
+	if err := fs.Parse(args); err != nil {
+		return "", errUsage
+	}
+	if *path == "" {
+		fmt.Fprintf(env.Stderr, "%s: --config FILE is required\n", name)
+		return "", errUsage
+	}
+	return *path, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// launchConfig describes the plugin process. The plugin gets no environment
+// of the host's (its secrets arrive through Configure) except the variables
+// Go's TLS stack reads to find CA certificates.
+func launchConfig(cfg *config.Config, environ []string, w io.Writer) sdk.LaunchConfig {
+	var env []string
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "SSL_CERT_FILE=") || strings.HasPrefix(kv, "SSL_CERT_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	return sdk.LaunchConfig{
+		Path:   cfg.Plugin.Path,
+		SHA256: cfg.Plugin.SHA256,
+		Env:    env,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       "plugin",
+			Output:     w,
+			JSONFormat: cfg.Log.Format != "text",
+			Level:      hclog.LevelFromString(cfg.Log.Level),
+		}),
+	}
+}
+
+// checkConfig validates the host's keys, then lets the plugin validate its
+// sections the way serve would.
+func checkConfig(ctx context.Context, env Env, args []string) error {
+	path, err := configFlag("config check", env, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(path, env.Environ)
+	if err != nil {
+		return err
+	}
+	proc, err := sdk.Launch(launchConfig(cfg, env.Environ, env.Stderr))
+	if err != nil {
+		return err
+	}
+	defer proc.Kill()
+	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: cfg.PluginConfig})
+	if err != nil {
+		return fmt.Errorf("plugin refused its sections: %w", err)
+	}
+	for _, w := range resp.Warnings {
+		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintf(env.Stdout, "%s: ok\n", path)
+	return nil
+}
+
+// Main is the gateway binary's main, kept here so it stays testable.
+func Main() {
+	ctx := context.Background()
+	os.Exit(Run(ctx, Env{Args: os.Args[1:], Environ: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}))
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// serve runs the host until SIGINT or SIGTERM.
+func serve(ctx context.Context, env Env, args []string) error {
+	path, err := configFlag("serve", env, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(path, env.Environ)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, env.Stderr)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	plugin, warnings, err := pluginhost.Start(startCtx, launchConfig(cfg, env.Environ, env.Stderr), cfg.PluginConfig, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer plugin.Close()
+	for _, w := range warnings {
+		log.Warn("security warning", "warning", w)
+	}
+
+	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
+	resets := recovery.New(kratos, plugin, time.Now, log)
+	srv := httpapi.New(func() *config.Config { return cfg }, resets, plugin, []httpapi.Check{
+		{Name: "plugin", Run: func(ctx context.Context) error {
+			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
+			if err != nil {
+				return err
+			}
+			if !h.Configured {
+				return fmt.Errorf("plugin not configured: %s", h.Detail)
+			}
+			return nil
+		}},
+		{Name: "kratos", Run: kratos.Ready},
+	}, log)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (listen): %w", cfg.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("gateway serving", "listen", ln.Addr().String(), "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

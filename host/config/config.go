@@ -1,0 +1,265 @@
+// Package config loads, validates and snapshots the host's configuration from
+// a YAML file with GATEWAY_ environment overrides.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment override; "__" separates levels, so
+// GATEWAY_SMTP__AUTHORIZATION_CODE sets smtp.authorization_code.
+const EnvPrefix = "GATEWAY_"
+
+// PluginSections are handed to the plugin as they are; the plugin validates
+// them (through Configure), so the host needs no knowledge of SMTP.
+var pluginSections = []string{"password", "smtp", "template"}
+
+// Config is the host's view of gateway.yaml. Handlers read one snapshot per
+// request; nothing mutates a Config after Load returns it.
+type Config struct {
+	// Enabled is the admin toggle: false sends recovery mails as Kratos wrote them.
+	Enabled bool `koanf:"enabled"`
+	// Listen is host:port of the HTTP server Kratos and proxies call.
+	Listen  string  `koanf:"listen"`
+	Webhook Webhook `koanf:"webhook"`
+	Kratos  Kratos  `koanf:"kratos"`
+	Plugin  Plugin  `koanf:"plugin"`
+	// Password holds the host's part of password policy; the plugin reads the rest.
+	Password Password `koanf:"password"`
+	Log      Log      `koanf:"log"`
+	// Timeouts bound each outside call so a request ends before Kratos gives up on it.
+	Timeouts Timeouts `koanf:"timeouts"`
+
+	// PluginConfig is the password, smtp and template sections as JSON, passed
+	// to the plugin's Configure.
+	PluginConfig json.RawMessage `koanf:"-"`
+}
+
+// Webhook authenticates Kratos's calls.
+type Webhook struct {
+	// APIKey is a secret: Kratos sends "Authorization: Bearer <APIKey>".
+	APIKey string `koanf:"api_key"`
+}
+
+// Kratos says where Kratos and its UI live.
+type Kratos struct {
+	AdminURL      string `koanf:"admin_url"`
+	PublicURL     string `koanf:"public_url"`
+	LoginUIURL    string `koanf:"login_ui_url"`
+	SettingsUIURL string `koanf:"settings_ui_url"`
+}
+
+// Plugin locates the email plugin binary.
+type Plugin struct {
+	Path   string `koanf:"path"`
+	SHA256 string `koanf:"sha256"`
+}
+
+// Password is the host's part of the temporary password policy.
+type Password struct {
+	// Length is validated by the plugin, which generates the password.
+	Length int `koanf:"length"`
+	// TTL is how long a temporary password may log in.
+	TTL time.Duration `koanf:"ttl"`
+	// RevokeSessions ends the identity's sessions when a password is reset.
+	RevokeSessions bool `koanf:"revoke_sessions"`
+}
+
+// Log selects the log format and level.
+type Log struct {
+	Format string `koanf:"format"` // json | text
+	Level  string `koanf:"level"`  // debug | info | warn | error
+}
+
+// Timeouts for calls leaving the host.
+type Timeouts struct {
+	Kratos time.Duration `koanf:"kratos"`
+	SMTP   time.Duration `koanf:"smtp"`
+}
+
+// defaults mirror configs/gateway.yaml, so a minimal file still works.
+func defaults() map[string]any {
+	return map[string]any{
+		"enabled":                  true,
+		"listen":                   "127.0.0.1:8080",
+		"kratos.admin_url":         "http://127.0.0.1:4434",
+		"kratos.public_url":        "http://127.0.0.1:4433",
+		"kratos.login_ui_url":      "http://127.0.0.1:4455/login",
+		"kratos.settings_ui_url":   "http://127.0.0.1:4455/settings",
+		"plugin.path":              "bin/gateway-email-plugin",
+		"password.length":          16,
+		"password.ttl":             "1h",
+		"password.revoke_sessions": true,
+		"smtp.port":                465,
+		"smtp.security":            "tls",
+		"log.format":               "json",
+		"log.level":                "info",
+		"timeouts.kratos":          "3s",
+		"timeouts.smtp":            "5s",
+	}
+}
+
+// Load reads path, applies overrides from environ (os.Environ's form) and
+// validates the result. The error lists every problem with its key.
+func Load(path string, environ []string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(raw, environ)
+}
+
+// Parse is Load for config bytes already in memory.
+func Parse(yamlBytes []byte, environ []string) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(defaults(), "."), nil); err != nil {
+		return nil, fmt.Errorf("load defaults: %w", err)
+	}
+	if err := k.Load(rawbytes.Provider(yamlBytes), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("parse config YAML: %w", err)
+	}
+	if err := k.Load(confmap.Provider(envOverrides(environ), "."), nil); err != nil {
+		return nil, fmt.Errorf("load %s environment overrides: %w", EnvPrefix, err)
+	}
+
+	pluginConf := map[string]any{}
+	for _, s := range pluginSections {
+		if v := k.Get(s); v != nil {
+			pluginConf[s] = v
+		}
+	}
+	hostOnly := k.Copy()
+	for _, s := range pluginSections {
+		if s != "password" {
+			hostOnly.Delete(s)
+		}
+	}
+
+	var c Config
+	err := hostOnly.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		TagName:          "koanf",
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", cleanDecodeError(err))
+	}
+	if c.PluginConfig, err = json.Marshal(pluginConf); err != nil {
+		return nil, fmt.Errorf("encode plugin config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// envOverrides turns GATEWAY_A__B=v into {"a.b": "v"}.
+func envOverrides(environ []string) map[string]any {
+	out := map[string]any{}
+	for _, kv := range environ {
+		key, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(key, EnvPrefix) {
+			continue
+		}
+		path := strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
+		out[strings.ReplaceAll(path, "__", ".")] = val
+	}
+	return out
+}
+
+// mapstructure names unknown keys in a long sentence; keep the key names.
+func cleanDecodeError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "has invalid keys: "); i >= 0 {
+		return fmt.Errorf("unknown key(s) %s: check the spelling against configs/gateway.yaml", msg[i+len("has invalid keys: "):])
+	}
+	return err
+}
+
+// ValidationError lists every problem found in a config, each naming its key.
+type ValidationError struct {
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	return "invalid config:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// Validate checks the host's keys; the plugin checks its own sections.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		add("listen: %q is not host:port (e.g. 127.0.0.1:8080)", c.Listen)
+	}
+	switch {
+	case c.Webhook.APIKey == "":
+		add("webhook.api_key: required; set it (or GATEWAY_WEBHOOK__API_KEY) to the key Kratos sends as \"Authorization: Bearer <key>\"")
+	case len(c.Webhook.APIKey) < 16:
+		add("webhook.api_key: too short; use at least 16 random characters")
+	}
+	for _, u := range []struct{ key, val string }{
+		{"kratos.admin_url", c.Kratos.AdminURL},
+		{"kratos.public_url", c.Kratos.PublicURL},
+		{"kratos.login_ui_url", c.Kratos.LoginUIURL},
+		{"kratos.settings_ui_url", c.Kratos.SettingsUIURL},
+	} {
+		if err := checkURL(u.val); err != nil {
+			add("%s: %v", u.key, err)
+		}
+	}
+	if c.Plugin.Path == "" {
+		add("plugin.path: required; the path of gateway-email-plugin")
+	}
+	if s := c.Plugin.SHA256; s != "" && (len(s) != 64 || strings.Trim(strings.ToLower(s), "0123456789abcdef") != "") {
+		add("plugin.sha256: must be 64 hex characters (sha256sum of the plugin binary) or empty")
+	}
+	if c.Password.TTL < time.Minute || c.Password.TTL > 7*24*time.Hour {
+		add("password.ttl: %s is outside 1m..168h", c.Password.TTL)
+	}
+	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
+		add("log.format: %q is not json or text", c.Log.Format)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	for _, t := range []struct {
+		key string
+		val time.Duration
+	}{{"timeouts.kratos", c.Timeouts.Kratos}, {"timeouts.smtp", c.Timeouts.SMTP}} {
+		if t.val <= 0 || t.val > time.Minute {
+			add("%s: %s is outside (0s, 1m]", t.key, t.val)
+		}
+	}
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%q must be an absolute http(s) URL", s)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+// Package httpapi serves the host's HTTP endpoints: Kratos's courier delivery
+// and the health probes.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// MaxBodyBytes caps request bodies. A courier message with a large identity
+// is a few KiB; anything near this is not from Kratos.
+const MaxBodyBytes = 1 << 20
+
+// Resetter performs a recovery reset.
+type Resetter interface {
+	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) error
+}
+
+// Sender delivers a mail Kratos rendered.
+type Sender interface {
+	SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
+}
+
+// Check is one readiness check; it returns nil when the dependency is ready.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	config func() *config.Config
+	reset  Resetter
+	send   Sender
+	ready  []Check
+	log    *slog.Logger
+}
+
+// New returns a Server; config is called once per request for the current
+// snapshot, so a reload applies to the next message.
+func New(cfg func() *config.Config, reset Resetter, send Sender, ready []Check, log *slog.Logger) *Server {
+	return &Server{config: cfg, reset: reset, send: send, ready: ready, log: log}
+}
+
+// Handler routes the endpoints. Go's mux answers 405 for a known path with
+// the wrong method.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /courier", s.authenticated(http.HandlerFunc(s.courier)))
+	mux.HandleFunc("GET /health/alive", s.alive)
+	mux.HandleFunc("GET /health/ready", s.readiness)
+	return mux
+}
+
+// authenticated refuses a request without the configured bearer key before
+// its body is read. The comparison is constant-time so the key cannot be
+// guessed byte by byte from response times.
+func (s *Server) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := "Bearer " + s.config().Webhook.APIKey
+		got := r.Header.Get("Authorization")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			s.log.Warn("request refused: missing or wrong API key", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "missing or wrong API key: send \"Authorization: Bearer <webhook.api_key>\"")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
+	cfg := s.config()
+	var msg courierMessage
+	if status, err := readJSON(w, r, &msg); err != nil {
+		s.log.Warn("courier message refused", "error", err.Error(), "status", status)
+		writeError(w, status, err.Error())
+		return
+	}
+	if err := msg.validate(); err != nil {
+		s.log.Warn("courier message refused", "error", err.Error(), "template_type", msg.TemplateType)
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	log := s.log.With("template_type", msg.TemplateType)
+
+	if isRecovery(msg.TemplateType) && cfg.Enabled {
+		err := s.reset.Reset(r.Context(), recovery.Request{
+			IdentityID: msg.TemplateData.Identity.ID,
+			Recipient:  msg.Recipient,
+			Trigger:    "self-service",
+		}, recovery.Policy{
+			TTL:            cfg.Password.TTL,
+			RevokeSessions: cfg.Password.RevokeSessions,
+			LoginURL:       cfg.Kratos.LoginUIURL,
+			KratosTimeout:  cfg.Timeouts.Kratos,
+			SMTPTimeout:    cfg.Timeouts.SMTP,
+		})
+		if err != nil {
+			status := statusOf(err)
+			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
+				"kratos_retries", status >= 500)
+			writeError(w, status, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "temporary_password"})
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeouts.SMTP)
+	defer cancel()
+	resp, err := s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
+	if err != nil {
+		status := statusOf(err)
+		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", status >= 500)
+		writeError(w, status, fmt.Sprintf("send mail: %v", err))
+		return
+	}
+	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply)
+	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "as_rendered"})
+}
+
+// rendered keeps Kratos's subject and body. Kratos puts the output of its
+// HTML body template in "body" (courier.QueueEmail); the default templates
+// are plain text, custom ones are often HTML, so the content decides.
+func rendered(m courierMessage) *sdk.RenderedMessage {
+	if strings.HasPrefix(http.DetectContentType([]byte(m.Body)), "text/html") {
+		return &sdk.RenderedMessage{Subject: m.Subject, HTMLBody: m.Body}
+	}
+	return &sdk.RenderedMessage{Subject: m.Subject, TextBody: m.Body}
+}
+
+// statusOf maps a failure to the answer Kratos gets. Kratos retries every
+// non-2xx; 5xx marks the failures a retry can cure.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, kratosadmin.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, recovery.ErrRecipientMismatch):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, kratosadmin.ErrRejected):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, sdk.ErrRejected):
+		return http.StatusBadGateway
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusServiceUnavailable
+	}
+}
+
+func (s *Server) alive(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readiness runs every check; the body names the failing ones so an
+// operator sees why without reading logs.
+func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	errs := map[string]string{}
+	for _, c := range s.ready {
+		if err := c.Run(ctx); err != nil {
+			errs[c.Name] = err.Error()
+		}
+	}
+	if len(errs) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "errors": errs})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readJSON decodes a capped body into v and returns the status to answer
+// with when it cannot.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", MaxBodyBytes)
+		}
+		return http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return http.StatusBadRequest, fmt.Errorf("body field %q must be a JSON %s", typeErr.Field, typeErr.Type)
+		}
+		return http.StatusBadRequest, fmt.Errorf("body is not a JSON object: %w", err)
+	}
+	return 0, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

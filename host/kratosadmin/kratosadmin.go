@@ -1,0 +1,189 @@
+// Package kratosadmin reads and writes identities through Kratos's admin API
+// with kratos-client-go, returning errors the host can branch on.
+package kratosadmin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	kratos "github.com/ory/kratos-client-go"
+)
+
+var (
+	// ErrNotFound means Kratos does not know the identity.
+	ErrNotFound = errors.New("identity not found in Kratos")
+	// ErrUnavailable means Kratos could not be reached or failed; retry later.
+	ErrUnavailable = errors.New("kratos admin API unavailable")
+	// ErrRejected means Kratos refused the request (4xx other than 404).
+	ErrRejected = errors.New("kratos admin API refused the request")
+)
+
+// Identity is the part of a Kratos identity the gateway reads and writes back.
+type Identity struct {
+	ID                string
+	SchemaID          string
+	State             string
+	Traits            map[string]any
+	MetadataPublic    map[string]any
+	MetadataAdmin     map[string]any
+	RecoveryAddresses []string
+}
+
+// Client talks to one Kratos admin endpoint.
+type Client struct {
+	api *kratos.APIClient
+}
+
+// New returns a Client for adminURL using httpClient (which carries the
+// transport settings and, in tests, nothing else special).
+func New(adminURL string, httpClient *http.Client) *Client {
+	cfg := kratos.NewConfiguration()
+	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimRight(adminURL, "/")}}
+	cfg.HTTPClient = httpClient
+	cfg.UserAgent = "kratos-email-gateway"
+	return &Client{api: kratos.NewAPIClient(cfg)}
+}
+
+// Identity fetches one identity.
+func (c *Client) Identity(ctx context.Context, id string) (*Identity, error) {
+	ki, resp, err := c.api.IdentityAPI.GetIdentity(ctx, id).Execute()
+	if err != nil {
+		return nil, classify("get identity "+id, resp, err)
+	}
+	return fromKratos(ki)
+}
+
+// PasswordUpdate is one write of a new password and the metadata that goes
+// with it. Metadata maps replace the stored ones entirely (Kratos's PUT
+// semantics), so callers pass the merged result.
+type PasswordUpdate struct {
+	Password       string
+	MetadataPublic map[string]any
+	MetadataAdmin  map[string]any
+}
+
+// SetPassword replaces the identity's password and metadata in one PUT, so
+// Kratos never holds a new password without its flags. Kratos hashes the
+// password, which is the slow part of this call.
+func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate) error {
+	body := kratos.UpdateIdentityBody{
+		SchemaId:       id.SchemaID,
+		State:          id.State,
+		Traits:         id.Traits,
+		MetadataPublic: u.MetadataPublic,
+		MetadataAdmin:  u.MetadataAdmin,
+		Credentials: &kratos.IdentityWithCredentials{Password: &kratos.IdentityWithCredentialsPassword{
+			Config: &kratos.IdentityWithCredentialsPasswordConfig{Password: &u.Password},
+		}},
+	}
+	_, resp, err := c.api.IdentityAPI.UpdateIdentity(ctx, id.ID).UpdateIdentityBody(body).Execute()
+	if err != nil {
+		return classify("update identity "+id.ID, resp, err)
+	}
+	return nil
+}
+
+// RevokeSessions ends every session of the identity.
+func (c *Client) RevokeSessions(ctx context.Context, id string) error {
+	resp, err := c.api.IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()
+	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
+		// Kratos answers 404 when the identity has no sessions: nothing to end.
+		return classify("revoke sessions of "+id, resp, err)
+	}
+	return nil
+}
+
+// Ready reports whether Kratos's admin API answers its readiness probe.
+func (c *Client) Ready(ctx context.Context) error {
+	_, resp, err := c.api.MetadataAPI.IsReady(ctx).Execute()
+	if err != nil {
+		return classify("kratos readiness", resp, err)
+	}
+	return nil
+}
+
+// classify turns a kratos-client-go failure into one of the sentinels. The
+// response body is not quoted: Kratos echoes request fields in some errors.
+func classify(op string, resp *http.Response, err error) error {
+	switch {
+	case resp == nil:
+		return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, unwrapTransport(err))
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("%s: %w: HTTP %d", op, ErrUnavailable, resp.StatusCode)
+	default:
+		return fmt.Errorf("%s: %w: HTTP %d%s", op, ErrRejected, resp.StatusCode, kratosReason(err))
+	}
+}
+
+// unwrapTransport keeps the transport error (refused, deadline) without the
+// URL, which would only repeat the configured admin URL.
+func unwrapTransport(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// kratosReason extracts Kratos's error reason from its JSON error body.
+func kratosReason(err error) string {
+	var oe *kratos.GenericOpenAPIError
+	if !errors.As(err, &oe) {
+		return ""
+	}
+	var body struct {
+		Error struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(oe.Body(), &body) != nil {
+		return ""
+	}
+	if body.Error.Reason != "" {
+		return ": " + body.Error.Reason
+	}
+	if body.Error.Message != "" {
+		return ": " + body.Error.Message
+	}
+	return ""
+}
+
+func fromKratos(ki *kratos.Identity) (*Identity, error) {
+	out := &Identity{ID: ki.Id, SchemaID: ki.SchemaId, State: ki.GetState()}
+	var err error
+	if out.Traits, err = asObject(ki.Traits); err != nil {
+		return nil, fmt.Errorf("identity %s traits: %w", ki.Id, err)
+	}
+	if out.MetadataPublic, err = asObject(ki.MetadataPublic); err != nil {
+		return nil, fmt.Errorf("identity %s metadata_public: %w", ki.Id, err)
+	}
+	if out.MetadataAdmin, err = asObject(ki.MetadataAdmin); err != nil {
+		return nil, fmt.Errorf("identity %s metadata_admin: %w", ki.Id, err)
+	}
+	for _, a := range ki.RecoveryAddresses {
+		out.RecoveryAddresses = append(out.RecoveryAddresses, a.Value)
+	}
+	return out, nil
+}
+
+// asObject accepts Kratos's null or JSON object; anything else is an error
+// because writing it back as an object would lose data.
+func asObject(v any) (map[string]any, error) {
+	switch m := v.(type) {
+	case nil:
+		return map[string]any{}, nil
+	case map[string]any:
+		return m, nil
+	default:
+		return nil, fmt.Errorf("is %T, not a JSON object", v)
+	}
+}

@@ -1,0 +1,148 @@
+// Package pluginhost keeps the email plugin process running: it launches it,
+// configures it, and relaunches it when it has died.
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("plugin host closed")
+
+// Host is an sdk.Gateway backed by a supervised plugin process. Calls go to
+// the current process; a process found dead is replaced, and configured with
+// the last config it accepted, before the call is made.
+type Host struct {
+	launch sdk.LaunchConfig
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	proc     *sdk.Client
+	config   json.RawMessage
+	restarts int
+	closed   bool
+}
+
+// Start launches the plugin and configures it with config. It fails when the
+// plugin cannot start or refuses the config, so a host never serves without a
+// working plugin.
+func Start(ctx context.Context, launch sdk.LaunchConfig, config json.RawMessage, log *slog.Logger) (*Host, []string, error) {
+	h := &Host{launch: launch, log: log}
+	proc, err := sdk.Launch(launch)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: config})
+	if err != nil {
+		proc.Kill()
+		return nil, nil, fmt.Errorf("configure plugin: %w", err)
+	}
+	h.proc, h.config = proc, config
+	return h, resp.Warnings, nil
+}
+
+// Configure applies a new config; on refusal the plugin keeps the old one.
+func (h *Host) Configure(ctx context.Context, req *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := gw.Configure(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.config = req.Config
+	h.mu.Unlock()
+	return resp, nil
+}
+
+// IssuePassword forwards to the plugin.
+func (h *Host) IssuePassword(ctx context.Context, req *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gw.IssuePassword(ctx, req)
+}
+
+// SendMessage forwards to the plugin. It is not retried here: a plugin that
+// died mid-send may have handed the mail over already, and Kratos's retry
+// is the one place that decides to try again.
+func (h *Host) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gw.SendMessage(ctx, req)
+}
+
+// Health forwards to the plugin.
+func (h *Host) Health(ctx context.Context, req *sdk.HealthRequest) (*sdk.HealthResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gw.Health(ctx, req)
+}
+
+// Restarts counts the relaunches since Start.
+func (h *Host) Restarts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.restarts
+}
+
+// Pid is the current plugin process id.
+func (h *Host) Pid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.proc == nil {
+		return 0
+	}
+	return h.proc.Pid()
+}
+
+// Close ends the plugin process.
+func (h *Host) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.proc != nil {
+		h.proc.Kill()
+	}
+}
+
+// current returns a live, configured plugin, relaunching a dead one. The lock
+// is held across the relaunch so concurrent callers start one process, not many.
+func (h *Host) current(ctx context.Context) (sdk.Gateway, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if !h.proc.Exited() {
+		return h.proc, nil
+	}
+	old := h.proc.Pid()
+	h.proc.Kill()
+	proc, err := sdk.Launch(h.launch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: relaunch plugin: %v", sdk.ErrUnavailable, err)
+	}
+	if _, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: h.config}); err != nil {
+		proc.Kill()
+		return nil, fmt.Errorf("%w: configure relaunched plugin: %v", sdk.ErrUnavailable, err)
+	}
+	h.proc = proc
+	h.restarts++
+	h.log.Warn("plugin process had exited; relaunched it", "old_pid", old, "new_pid", proc.Pid(), "restarts", h.restarts)
+	return proc, nil
+}

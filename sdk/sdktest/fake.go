@@ -1,0 +1,46 @@
+package sdktest
+
+import (
+	"context"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Fake is a Gateway whose methods call the matching function field; a nil
+// field answers with a zero response, so a test sets only what it cares about.
+type Fake struct {
+	ConfigureF     func(context.Context, *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error)
+	IssuePasswordF func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error)
+	SendMessageF   func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
+	HealthF        func(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error)
+}
+
+var _ sdk.Gateway = (*Fake)(nil)
+
+func (f *Fake) Configure(ctx context.Context, r *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
+	if f.ConfigureF == nil {
+		return &sdk.ConfigureResponse{}, nil
+	}
+	return f.ConfigureF(ctx, r)
+}
+
+func (f *Fake) IssuePassword(ctx context.Context, r *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
+	if f.IssuePasswordF == nil {
+		return &sdk.IssuePasswordResponse{}, nil
+	}
+	return f.IssuePasswordF(ctx, r)
+}
+
+func (f *Fake) SendMessage(ctx context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+	if f.SendMessageF == nil {
+		return &sdk.SendMessageResponse{}, nil
+	}
+	return f.SendMessageF(ctx, r)
+}
+
+func (f *Fake) Health(ctx context.Context, r *sdk.HealthRequest) (*sdk.HealthResponse, error) {
+	if f.HealthF == nil {
+		return &sdk.HealthResponse{}, nil
+	}
+	return f.HealthF(ctx, r)
+}

@@ -1,0 +1,132 @@
+// Package sdktest is the conformance kit for gateway plugins: Run drives an
+// implementation through the real go-plugin gRPC path, and Fake stands in for
+// a plugin in host tests that need no subprocess.
+package sdktest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Options tell Run how to exercise an implementation.
+type Options struct {
+	// Config is a config section the plugin accepts and that lets it send
+	// to Recipient (e.g. an SMTP server the test started).
+	Config json.RawMessage
+	// InvalidConfig is a config section the plugin must refuse.
+	InvalidConfig json.RawMessage
+	// Recipient receives the test mails.
+	Recipient string
+	// Delivered, when set, is called after each successful send with the
+	// subject the kit sent and must fail the test if it did not arrive.
+	Delivered func(t *testing.T, subject string)
+}
+
+// Run checks that impl keeps the Gateway contract when called over gRPC
+// through go-plugin, the way a host calls it.
+func Run(t *testing.T, impl sdk.Gateway, opts Options) {
+	t.Helper()
+	gw := Connect(t, impl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+
+	t.Run("refuses an invalid config", func(t *testing.T) {
+		_, err := gw.Configure(ctx, &sdk.ConfigureRequest{Config: opts.InvalidConfig})
+		if !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Fatalf("Configure(invalid) = %v, want an error matching sdk.ErrInvalidArgument", err)
+		}
+	})
+	t.Run("accepts a valid config and reports healthy", func(t *testing.T) {
+		if _, err := gw.Configure(ctx, &sdk.ConfigureRequest{Config: opts.Config}); err != nil {
+			t.Fatalf("Configure(valid): %v", err)
+		}
+		h, err := gw.Health(ctx, &sdk.HealthRequest{})
+		if err != nil {
+			t.Fatalf("Health: %v", err)
+		}
+		if !h.Configured {
+			t.Fatalf("Health after Configure = %+v, want Configured", h)
+		}
+	})
+	t.Run("keeps its config after refusing a new one", func(t *testing.T) {
+		_, _ = gw.Configure(ctx, &sdk.ConfigureRequest{Config: opts.InvalidConfig})
+		h, err := gw.Health(ctx, &sdk.HealthRequest{})
+		if err != nil || !h.Configured {
+			t.Fatalf("Health after refused reload = %+v, %v; want still Configured", h, err)
+		}
+	})
+	t.Run("issues distinct non-empty passwords", func(t *testing.T) {
+		seen := map[string]bool{}
+		for range 20 {
+			resp, err := gw.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: "7c1f7e9e-0000-4000-8000-000000000001"})
+			if err != nil {
+				t.Fatalf("IssuePassword: %v", err)
+			}
+			if resp.Password == "" || seen[resp.Password] {
+				t.Fatalf("IssuePassword returned an empty or repeated password (%d chars)", len(resp.Password))
+			}
+			seen[resp.Password] = true
+		}
+	})
+	t.Run("refuses a message without content", func(t *testing.T) {
+		_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: opts.Recipient})
+		if !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Fatalf("SendMessage(no content) = %v, want sdk.ErrInvalidArgument", err)
+		}
+	})
+	t.Run("sends a rendered message", func(t *testing.T) {
+		subject := "sdktest rendered " + time.Now().Format(time.RFC3339Nano)
+		_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{
+			Recipient: opts.Recipient,
+			Rendered:  &sdk.RenderedMessage{Subject: subject, TextBody: "hello from sdktest"},
+		})
+		if err != nil {
+			t.Fatalf("SendMessage(rendered): %v", err)
+		}
+		if opts.Delivered != nil {
+			opts.Delivered(t, subject)
+		}
+	})
+	t.Run("sends a password message", func(t *testing.T) {
+		_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{
+			Recipient: opts.Recipient,
+			Password: &sdk.PasswordMessage{
+				Password:       "Sdktest-Pw-4729!",
+				ExpiresAt:      time.Now().Add(time.Hour),
+				LoginURL:       "http://127.0.0.1:4455/login",
+				IdentityID:     "7c1f7e9e-0000-4000-8000-000000000001",
+				IdentityTraits: json.RawMessage(`{"email":"` + opts.Recipient + `"}`),
+			},
+		})
+		if err != nil {
+			t.Fatalf("SendMessage(password): %v", err)
+		}
+	})
+}
+
+// Connect serves impl over an in-memory go-plugin gRPC connection and returns
+// the host's view of it, as a host gets it from sdk.Launch.
+func Connect(t testing.TB, impl sdk.Gateway) sdk.Gateway {
+	t.Helper()
+	client, server := goplugin.TestPluginGRPCConn(t, false, sdk.PluginMap(impl))
+	t.Cleanup(func() {
+		_ = client.Close()
+		server.Stop()
+	})
+	raw, err := client.Dispense(sdk.PluginName)
+	if err != nil {
+		t.Fatalf("dispense %s: %v", sdk.PluginName, err)
+	}
+	gw, ok := raw.(sdk.Gateway)
+	if !ok {
+		t.Fatalf("dispensed %T, not an sdk.Gateway", raw)
+	}
+	return gw
+}
