@@ -1,0 +1,5 @@
+module github.com/kratos-email-gateway/kratos-email-gateway/integration
+
+go 1.26
+
+replace github.com/kratos-email-gateway/kratos-email-gateway => ../

@@ -1,0 +1,273 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type teeWriter struct{ a, b io.Writer }
+
+func (w *teeWriter) Write(p []byte) (int, error) {
+	_, _ = w.a.Write(p)
+	return w.b.Write(p)
+}
+
+// call sends a JSON request and decodes a JSON answer into out (if non-nil).
+func call(t *testing.T, method, url string, header http.Header, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case []byte:
+			rd = bytes.NewReader(b)
+		default:
+			raw, err := json.Marshal(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd = bytes.NewReader(raw)
+		}
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: HTTP %d, body not JSON: %v\n%s", method, url, resp.StatusCode, err, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+// uniqueEmail keeps tests apart in Kratos and in Mailpit.
+func uniqueEmail(t *testing.T) string {
+	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
+	return fmt.Sprintf("%s-%s@example.com", strings.Trim(name, "-"), randomHex(4))
+}
+
+// --- Kratos ---
+
+type identity struct {
+	ID             string         `json:"id"`
+	Traits         map[string]any `json:"traits"`
+	MetadataPublic map[string]any `json:"metadata_public"`
+	MetadataAdmin  map[string]any `json:"metadata_admin"`
+}
+
+func createIdentity(t *testing.T, email, password string) identity {
+	t.Helper()
+	var id identity
+	status := call(t, "POST", env.kratosAdmin+"/admin/identities", nil, map[string]any{
+		"schema_id": "default",
+		"traits":    map[string]any{"email": email},
+		"credentials": map[string]any{"password": map[string]any{
+			"config": map[string]any{"password": password},
+		}},
+	}, &id)
+	if status != http.StatusCreated {
+		t.Fatalf("create identity %s: HTTP %d", email, status)
+	}
+	return id
+}
+
+func getIdentity(t *testing.T, id string) identity {
+	t.Helper()
+	var out identity
+	if status := call(t, "GET", env.kratosAdmin+"/admin/identities/"+id, nil, nil, &out); status != http.StatusOK {
+		t.Fatalf("get identity %s: HTTP %d", id, status)
+	}
+	return out
+}
+
+// startRecovery runs Kratos's API recovery flow with the code method up to
+// the point where Kratos queues the mail.
+func startRecovery(t *testing.T, email string) {
+	t.Helper()
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create recovery flow: HTTP %d", status)
+	}
+	var submitted struct {
+		State string `json:"state"`
+	}
+	status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+		map[string]any{"method": "code", "email": email}, &submitted)
+	if status != http.StatusOK || submitted.State != "sent_email" {
+		t.Fatalf("submit recovery flow for %s: HTTP %d, state %q", email, status, submitted.State)
+	}
+}
+
+// startVerification asks Kratos to send a verification code to email.
+func startVerification(t *testing.T, email string) {
+	t.Helper()
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/verification/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create verification flow: HTTP %d", status)
+	}
+	var submitted struct {
+		State string `json:"state"`
+	}
+	status := call(t, "POST", env.kratosPublic+"/self-service/verification?flow="+flow.ID, nil,
+		map[string]any{"method": "code", "email": email}, &submitted)
+	if status != http.StatusOK || submitted.State != "sent_email" {
+		t.Fatalf("submit verification flow for %s: HTTP %d, state %q", email, status, submitted.State)
+	}
+}
+
+type session struct {
+	Token   string `json:"session_token"`
+	Session struct {
+		Identity identity `json:"identity"`
+	} `json:"session"`
+}
+
+// login runs Kratos's API login flow with a password and returns the HTTP
+// status of the submission (200 logged in, 400 refused).
+func login(t *testing.T, identifier, password string) (int, session) {
+	t.Helper()
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/login/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create login flow: HTTP %d", status)
+	}
+	var s session
+	status := call(t, "POST", env.kratosPublic+"/self-service/login?flow="+flow.ID, nil,
+		map[string]any{"method": "password", "identifier": identifier, "password": password}, &s)
+	return status, s
+}
+
+// whoami returns the HTTP status of Kratos's session check for a token.
+func whoami(t *testing.T, token string) int {
+	t.Helper()
+	return call(t, "GET", env.kratosPublic+"/sessions/whoami", http.Header{"X-Session-Token": {token}}, nil, nil)
+}
+
+type courierMessage struct {
+	Status       string `json:"status"`
+	Subject      string `json:"subject"`
+	Body         string `json:"body"`
+	TemplateType string `json:"template_type"`
+	SendCount    int    `json:"send_count"`
+}
+
+// courierMessages lists what Kratos queued for a recipient.
+func courierMessages(t *testing.T, recipient string) []courierMessage {
+	t.Helper()
+	var out []courierMessage
+	if status := call(t, "GET", env.kratosAdmin+"/admin/courier/messages?recipient="+url.QueryEscape(recipient), nil, nil, &out); status != http.StatusOK {
+		t.Fatalf("list courier messages: HTTP %d", status)
+	}
+	return out
+}
+
+// --- Mailpit ---
+
+type mail struct {
+	ID   string `json:"ID"`
+	From struct {
+		Name    string `json:"Name"`
+		Address string `json:"Address"`
+	} `json:"From"`
+	To []struct {
+		Address string `json:"Address"`
+	} `json:"To"`
+	Subject string `json:"Subject"`
+	Text    string `json:"Text"`
+	HTML    string `json:"HTML"`
+}
+
+// mailsTo returns every mail Mailpit holds for an address, newest first.
+func mailsTo(t *testing.T, addr string) []mail {
+	t.Helper()
+	var res struct {
+		Messages []mail `json:"messages"`
+	}
+	q := url.QueryEscape(fmt.Sprintf("to:%q", addr))
+	if status := call(t, "GET", env.mailpitAPI+"/api/v1/search?query="+q, nil, nil, &res); status != http.StatusOK {
+		t.Fatalf("search Mailpit: HTTP %d", status)
+	}
+	out := make([]mail, 0, len(res.Messages))
+	for _, m := range res.Messages {
+		var full mail
+		if status := call(t, "GET", env.mailpitAPI+"/api/v1/message/"+m.ID, nil, nil, &full); status != http.StatusOK {
+			t.Fatalf("read Mailpit message %s: HTTP %d", m.ID, status)
+		}
+		out = append(out, full)
+	}
+	return out
+}
+
+// waitMails polls Mailpit until n mails reached addr, for as long as
+// Kratos's courier plausibly needs to dispatch them.
+func waitMails(t *testing.T, addr string, n int) []mail {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		got := mailsTo(t, addr)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited for %d mail(s) to %s, got %d; Kratos courier queue: %+v", n, addr, len(got), courierMessages(t, addr))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var tempPasswordRe = regexp.MustCompile(`temporary password for it:\s+(\S+)`)
+
+// temporaryPassword reads the password out of the default text template.
+func temporaryPassword(t *testing.T, m mail) string {
+	t.Helper()
+	match := tempPasswordRe.FindStringSubmatch(m.Text)
+	if match == nil {
+		t.Fatalf("no temporary password in mail %q:\n%s", m.Subject, m.Text)
+	}
+	return match[1]
+}

@@ -1,0 +1,374 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Versions built by scripts/deps.sh into .cache/.
+const (
+	kratosVersion  = "v1.3.1"
+	mailpitVersion = "v1.27.11"
+)
+
+// stack is the processes every test shares: Kratos and Mailpit run for the
+// whole package; each test starts its own gateway host (startHost) on the
+// port Kratos's courier calls, so tests run one after another.
+type stack struct {
+	root, dir, logDir string
+
+	gatewayBin, pluginBin string
+
+	kratosPublic, kratosAdmin string
+	hostAddr                  string
+	apiKey                    string
+
+	mailpitAPI string
+	smtpPort   int
+	smtpUser   string
+	smtpPass   string
+	caFile     string
+}
+
+var env *stack
+
+func TestMain(m *testing.M) {
+	s, cleanup, err := startStack()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		cleanup()
+		os.Exit(1)
+	}
+	env = s
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "integration: logs of Kratos, Mailpit and the gateway are in %s\n", s.logDir)
+	}
+	cleanup()
+	os.Exit(code)
+}
+
+func startStack() (*stack, func(), error) {
+	var stops []func()
+	cleanup := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return nil, cleanup, err
+	}
+	dir, err := os.MkdirTemp("", "kratos-email-gateway-it-")
+	if err != nil {
+		return nil, cleanup, err
+	}
+	stops = append(stops, func() { _ = os.RemoveAll(dir) })
+	s := &stack{
+		root:     root,
+		dir:      dir,
+		logDir:   filepath.Join(root, "integration", ".artifacts"),
+		apiKey:   "it-webhook-key-" + randomHex(12),
+		smtpUser: "gateway@example.com",
+		smtpPass: "it-smtp-code-" + randomHex(8),
+	}
+	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+		return nil, cleanup, err
+	}
+
+	kratosBin := filepath.Join(root, ".cache", "kratos-"+kratosVersion)
+	mailpitBin := filepath.Join(root, ".cache", "mailpit-"+mailpitVersion, "mailpit")
+	if !isExecutable(kratosBin) || !isExecutable(mailpitBin) {
+		cmd := exec.Command(filepath.Join(root, "scripts", "deps.sh"))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, cleanup, fmt.Errorf("build Kratos and Mailpit with scripts/deps.sh: %w", err)
+		}
+	}
+
+	s.gatewayBin = filepath.Join(dir, "bin", "gateway")
+	s.pluginBin = filepath.Join(dir, "bin", "gateway-email-plugin")
+	for bin, pkg := range map[string]string{s.gatewayBin: "./host/cmd/gateway", s.pluginBin: "./plugin/cmd/gateway-email-plugin"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, cleanup, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+
+	certFile, keyFile, caFile, err := writeTLS(dir)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	s.caFile = caFile
+
+	// Mailpit: implicit TLS with a private CA and SMTP AUTH, the shape of
+	// the gateway's default `security: tls`.
+	s.smtpPort = freePort()
+	httpPort := freePort()
+	s.mailpitAPI = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	authFile := filepath.Join(dir, "smtp-auth")
+	if err := os.WriteFile(authFile, []byte(s.smtpUser+":"+s.smtpPass+"\n"), 0o600); err != nil {
+		return nil, cleanup, err
+	}
+	stop, err := s.start("mailpit", mailpitBin, dir, nil,
+		"--smtp", fmt.Sprintf("127.0.0.1:%d", s.smtpPort),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--smtp-tls-cert", certFile, "--smtp-tls-key", keyFile, "--smtp-require-tls",
+		"--smtp-auth-file", authFile,
+		"--database", filepath.Join(dir, "mailpit.db"),
+	)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	stops = append(stops, stop)
+
+	// Kratos with the committed configs/kratos, on free ports.
+	publicPort, adminPort, hostPort := freePort(), freePort(), freePort()
+	s.kratosPublic = fmt.Sprintf("http://127.0.0.1:%d", publicPort)
+	s.kratosAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	s.hostAddr = fmt.Sprintf("127.0.0.1:%d", hostPort)
+	kratosEnv := []string{
+		"DSN=sqlite://" + filepath.Join(dir, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=WAL",
+		fmt.Sprintf("SERVE_PUBLIC_PORT=%d", publicPort),
+		"SERVE_PUBLIC_BASE_URL=" + s.kratosPublic + "/",
+		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
+		"SERVE_ADMIN_BASE_URL=" + s.kratosAdmin + "/",
+		"COURIER_HTTP_REQUEST_CONFIG_URL=http://" + s.hostAddr + "/courier",
+		"COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE=Bearer " + s.apiKey,
+		// Tests wait for mails; the default 1s pull interval only slows them.
+		"COURIER_WORKER_PULL_WAIT=100ms",
+		"LOG_LEVEL=debug",
+	}
+	kratosDir := filepath.Join(root, "configs", "kratos")
+	migrate := exec.Command(kratosBin, "migrate", "sql", "-e", "--yes", "-c", "kratos.yml")
+	migrate.Dir, migrate.Env = kratosDir, append(os.Environ(), kratosEnv...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		return nil, cleanup, fmt.Errorf("kratos migrate: %v\n%s", err, tail(out))
+	}
+	stop, err = s.start("kratos", kratosBin, kratosDir, kratosEnv, "serve", "-c", "kratos.yml", "--dev", "--watch-courier")
+	if err != nil {
+		return nil, cleanup, err
+	}
+	stops = append(stops, stop)
+
+	if err := waitHTTP(s.kratosAdmin+"/admin/health/ready", 60*time.Second); err != nil {
+		return nil, cleanup, fmt.Errorf("kratos not ready: %w", err)
+	}
+	if err := waitHTTP(s.mailpitAPI+"/api/v1/info", 30*time.Second); err != nil {
+		return nil, cleanup, fmt.Errorf("mailpit not ready: %w", err)
+	}
+	return s, cleanup, nil
+}
+
+// start runs a long-lived process with its output in logDir/name.log and
+// returns a function that stops it.
+func (s *stack) start(name, bin, dir string, extraEnv []string, args ...string) (func(), error) {
+	logFile, err := os.Create(filepath.Join(s.logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+	}, nil
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&0o111 != 0
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("no free loopback port: %v", err))
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitHTTP(url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+func tail(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeTLS makes a throwaway CA and a server certificate for 127.0.0.1, so
+// the gateway verifies Mailpit's certificate through smtp.ca_file as it
+// would a private CA in production.
+func writeTLS(dir string) (certFile, keyFile, caFile string, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", "", err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kratos-email-gateway integration CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", "", "", err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", "", err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return "", "", "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", "", err
+	}
+	certFile, keyFile, caFile = filepath.Join(dir, "smtp.crt"), filepath.Join(dir, "smtp.key"), filepath.Join(dir, "ca.crt")
+	for path, block := range map[string]*pem.Block{
+		certFile: {Type: "CERTIFICATE", Bytes: leafDER},
+		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			return "", "", "", err
+		}
+	}
+	return certFile, keyFile, caFile, nil
+}
+
+// hostOptions change the gateway config of one test.
+type hostOptions struct {
+	enabled bool
+}
+
+// startHost runs `gateway serve` with a config written for this stack and
+// stops it when the test ends.
+func startHost(t *testing.T, o hostOptions) *syncBuffer {
+	t.Helper()
+	cfg := fmt.Sprintf(`enabled: %t
+listen: %s
+webhook:
+  api_key: %q
+kratos:
+  admin_url: %s
+  public_url: %s
+  login_ui_url: http://127.0.0.1:4455/login
+  settings_ui_url: http://127.0.0.1:4455/settings
+plugin:
+  path: %s
+password:
+  length: 16
+  ttl: 1h
+  revoke_sessions: true
+smtp:
+  host: 127.0.0.1
+  port: %d
+  email_address: no-reply@example.com
+  sender_name: Example Accounts
+  username: %s
+  security: tls
+  ca_file: %s
+`, o.enabled, env.hostAddr, env.apiKey, env.kratosAdmin, env.kratosPublic, env.pluginBin, env.smtpPort, env.smtpUser, env.caFile)
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	logFile, err := os.Create(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, env.gatewayBin, "serve", "--config", path)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	// The authorization code comes from the environment, as the README advises.
+	cmd.Env = append(os.Environ(), "GATEWAY_SMTP__AUTHORIZATION_CODE="+env.smtpPass)
+	out := &teeWriter{a: logFile, b: &logs}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start gateway: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		logFile.Close()
+	})
+	if err := waitHTTP("http://"+env.hostAddr+"/health/ready", 30*time.Second); err != nil {
+		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
+	}
+	return &logs
+}

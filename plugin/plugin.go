@@ -1,0 +1,187 @@
+// Package plugin is the email gateway plugin: it generates temporary
+// passwords, renders the password mail and sends every mail through the
+// SMTP gateway the admin configured.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-viper/mapstructure/v2"
+	kjson "github.com/knadh/koanf/parsers/json"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/plugin/mailtmpl"
+	"github.com/kratos-email-gateway/kratos-email-gateway/plugin/password"
+	"github.com/kratos-email-gateway/kratos-email-gateway/plugin/smtpsend"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Config is the plugin's part of gateway.yaml.
+type Config struct {
+	Password struct {
+		Length int `koanf:"length"`
+	} `koanf:"password"`
+	SMTP     smtpsend.Config `koanf:"smtp"`
+	Template mailtmpl.Config `koanf:"template"`
+}
+
+// state is one accepted config, built whole before it replaces the last one
+// so a mail never sees half of a reload.
+type state struct {
+	gen    password.Generator
+	sender *smtpsend.Sender
+	tmpl   *mailtmpl.Set
+}
+
+// Gateway implements sdk.Gateway.
+type Gateway struct {
+	cur atomic.Pointer[state]
+}
+
+var _ sdk.Gateway = (*Gateway)(nil)
+
+// New returns an unconfigured Gateway; the host configures it right after launch.
+func New() *Gateway { return &Gateway{} }
+
+// Configure validates every key and reports all problems at once.
+func (g *Gateway) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
+	cfg, err := ParseConfig(req.Config)
+	if err != nil {
+		return nil, err
+	}
+	st, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.cur.Store(st)
+	return &sdk.ConfigureResponse{Warnings: cfg.SMTP.Warnings()}, nil
+}
+
+// ParseConfig reads the JSON config section. Values arrive as the host read
+// them (environment overrides are strings), so types are converted weakly.
+func ParseConfig(raw []byte) (Config, error) {
+	var cfg Config
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(raw), kjson.Parser()); err != nil {
+		return cfg, fmt.Errorf("%w: plugin config is not a JSON object: %v", sdk.ErrInvalidArgument, err)
+	}
+	// The host owns the other password keys (ttl, revoke_sessions).
+	for _, key := range k.Keys() {
+		if strings.HasPrefix(key, "password.") && key != "password.length" {
+			k.Delete(key)
+		}
+	}
+	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		TagName:          "koanf",
+	}})
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %v", sdk.ErrInvalidArgument, err)
+	}
+	return cfg, nil
+}
+
+func build(cfg Config) (*state, error) {
+	var errs []error
+	if err := password.Validate(cfg.Password.Length); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, cfg.SMTP.Validate()...)
+	tmpl, err := mailtmpl.New(cfg.Template)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", sdk.ErrInvalidArgument, errors.Join(errs...))
+	}
+	sender, err := smtpsend.New(cfg.SMTP)
+	if err != nil {
+		return nil, err
+	}
+	return &state{gen: password.Generator{Length: cfg.Password.Length}, sender: sender, tmpl: tmpl}, nil
+}
+
+func (g *Gateway) state() (*state, error) {
+	st := g.cur.Load()
+	if st == nil {
+		return nil, sdk.ErrNotConfigured
+	}
+	return st, nil
+}
+
+// IssuePassword draws a password from crypto/rand under the configured policy.
+func (g *Gateway) IssuePassword(_ context.Context, _ *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
+	st, err := g.state()
+	if err != nil {
+		return nil, err
+	}
+	pw, err := st.gen.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("generate password: %w", err)
+	}
+	return &sdk.IssuePasswordResponse{Password: pw}, nil
+}
+
+// SendMessage renders a password mail, or takes a rendered one as it is, and
+// returns once the SMTP server accepted it.
+func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+	st, err := g.state()
+	if err != nil {
+		return nil, err
+	}
+	var mail smtpsend.Mail
+	switch {
+	case req.Password != nil:
+		m, err := renderPassword(st.tmpl, req.Recipient, req.Password)
+		if err != nil {
+			return nil, err
+		}
+		mail = smtpsend.Mail{To: req.Recipient, Subject: m.Subject, Text: m.Text, HTML: m.HTML}
+	case req.Rendered != nil:
+		mail = smtpsend.Mail{To: req.Recipient, Subject: req.Rendered.Subject, Text: req.Rendered.TextBody, HTML: req.Rendered.HTMLBody}
+	default:
+		return nil, fmt.Errorf("%w: message has no content", sdk.ErrInvalidArgument)
+	}
+	reply, err := st.sender.Send(ctx, mail)
+	if err != nil {
+		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
+	}
+	return &sdk.SendMessageResponse{ServerReply: reply}, nil
+}
+
+func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage) (mailtmpl.Mail, error) {
+	traits := map[string]any{}
+	if len(p.IdentityTraits) > 0 {
+		if err := json.Unmarshal(p.IdentityTraits, &traits); err != nil {
+			return mailtmpl.Mail{}, fmt.Errorf("%w: identity traits are not a JSON object: %v", sdk.ErrInvalidArgument, err)
+		}
+	}
+	m, err := tmpl.Render(mailtmpl.Data{
+		Password:  p.Password,
+		ExpiresAt: p.ExpiresAt,
+		LoginURL:  p.LoginURL,
+		Recipient: recipient,
+		Identity:  mailtmpl.Identity{ID: p.IdentityID, Traits: traits},
+	})
+	if err != nil {
+		// A template that passed the check at Configure failed on this
+		// identity's data; retrying will not help.
+		return mailtmpl.Mail{}, fmt.Errorf("%w: render password mail: %v", sdk.ErrInvalidArgument, err)
+	}
+	return m, nil
+}
+
+// Health reports whether a config was accepted.
+func (g *Gateway) Health(_ context.Context, _ *sdk.HealthRequest) (*sdk.HealthResponse, error) {
+	if g.cur.Load() == nil {
+		return &sdk.HealthResponse{Detail: "waiting for Configure"}, nil
+	}
+	return &sdk.HealthResponse{Configured: true, Detail: "ok"}, nil
+}
