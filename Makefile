@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PROTO   := sdk/proto/gateway.proto
 
-.PHONY: all build generate deps test test-unit test-integration lint stack clean
+.PHONY: all build generate deps test lint stack clean
 
 all: build
 
@@ -30,11 +30,11 @@ deps:
 
 # The one command that runs every test: unit, plugin/host over real gRPC and SMTP,
 # and the integration journeys against real Kratos and Mailpit.
-test: deps
+test:
 	scripts/test.sh
 
 # The local stack: Kratos, the gateway host and plugin, Mailpit, all on loopback.
-stack: deps build
+stack:
 	scripts/stack.sh
 
 lint:

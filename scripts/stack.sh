@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The local stack, all on loopback, no Docker: Mailpit (SMTP + web UI),
+# Ory Kratos v1.3.1 on sqlite, and the gateway host with its plugin, wired
+# with configs/. Ctrl-C stops everything. State lives in .stack/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+state="$root/.stack"
+mkdir -p "$state"
+
+scripts/deps.sh
+make -s build
+
+KRATOS="$root/.cache/kratos-v1.3.1"
+MAILPIT="$root/.cache/mailpit-v1.27.11/mailpit"
+
+# A webhook key for this stack, made once and kept in .stack/.
+[ -s "$state/webhook-api-key" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/webhook-api-key"
+api_key=$(cat "$state/webhook-api-key")
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+wait_http() { # url what
+  for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "stack: $2 did not come up; see $state/*.log" >&2
+  exit 1
+}
+
+"$MAILPIT" --smtp 127.0.0.1:1025 --listen 127.0.0.1:8025 --database "$state/mailpit.db" \
+  >"$state/mailpit.log" 2>&1 &
+pids+=($!)
+
+export DSN="sqlite://$state/kratos.sqlite?_fk=true&mode=rwc&_journal_mode=WAL"
+export COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE="Bearer $api_key"
+(cd configs/kratos && "$KRATOS" migrate sql -e --yes -c kratos.yml) >"$state/kratos-migrate.log" 2>&1
+(cd configs/kratos && exec "$KRATOS" serve -c kratos.yml --dev --watch-courier) >"$state/kratos.log" 2>&1 &
+pids+=($!)
+
+# configs/gateway.yaml as shipped, pointed at the local Mailpit. Plaintext SMTP
+# is acceptable only because Mailpit is on loopback; the gateway logs a
+# security warning for it, as it should.
+GATEWAY_WEBHOOK__API_KEY="$api_key" \
+GATEWAY_SMTP__HOST=127.0.0.1 GATEWAY_SMTP__PORT=1025 GATEWAY_SMTP__SECURITY=none \
+GATEWAY_LOG__FORMAT=text \
+  bin/gateway serve --config configs/gateway.yaml >"$state/gateway.log" 2>&1 &
+pids+=($!)
+
+wait_http http://127.0.0.1:8025/api/v1/info "Mailpit"
+wait_http http://127.0.0.1:4434/admin/health/ready "Kratos"
+wait_http http://127.0.0.1:8080/health/ready "the gateway"
+
+# A demo user to recover (created once).
+if ! curl -fsS "http://127.0.0.1:4434/admin/identities?credentials_identifier=alice@example.com" | grep -q '"id"'; then
+  curl -fsS -o /dev/null -X POST http://127.0.0.1:4434/admin/identities -H 'Content-Type: application/json' \
+    -d '{"schema_id":"default","traits":{"email":"alice@example.com","name":"Alice"},"credentials":{"password":{"config":{"password":"Alice-Old-Password-1"}}}}'
+fi
+
+cat <<MSG
+
+kratos-email-gateway local stack is up (logs in .stack/):
+  Mailpit (the inbox)    http://127.0.0.1:8025
+  Kratos public API      http://127.0.0.1:4433
+  Kratos admin API       http://127.0.0.1:4434
+  gateway                http://127.0.0.1:8080  (health: /health/ready)
+
+Try the journey with the demo user alice@example.com (password Alice-Old-Password-1):
+  scripts/recover.sh alice@example.com        # Kratos recovery: the mail arrives in Mailpit
+  scripts/login.sh alice@example.com 'TEMPORARY-PASSWORD-FROM-THE-MAIL'
+                                              # logs in; metadata_public.password_change_required is true
+
+Ctrl-C stops the stack.
+MSG
+wait -n "${pids[@]}"
+echo "stack: a process ended; see .stack/*.log" >&2

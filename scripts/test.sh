@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, vet, staticcheck,
+# generated code freshness, unit tests (with -race), a short bounded fuzz run,
+# and the integration journeys against real Kratos v1.3.1 and Mailpit.
+# It installs what it needs itself (scripts/deps.sh), so it works on a fresh clone.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies (Kratos, Mailpit, protoc)"
+scripts/deps.sh
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.go$'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
+
+step "generated code matches sdk/proto/gateway.proto"
+make -s generate
+git diff --exit-code -- sdk/pb
+
+step "go vet and staticcheck"
+go vet ./...
+(cd integration && go vet ./...)
+go run "$STATICCHECK" ./...
+(cd integration && go run "$STATICCHECK" ./...)
+
+step "unit, SMTP and plugin tests (-race)"
+go test -race -count=1 ./...
+
+step "integration: real Kratos $(.cache/kratos-v1.3.1 version 2>/dev/null | head -1 | tr -s '\t ' ' '), Mailpit, gateway"
+(cd integration && go test -count=1 -timeout 15m ./...)
+
+step "all tests passed"
