@@ -1,0 +1,151 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const minimal = `
+webhook:
+  api_key: "0123456789abcdef-secret"
+smtp:
+  host: smtp.example.com
+  email_address: no-reply@example.com
+  sender_name: Example
+`
+
+func TestParseAppliesDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Enabled: true,
+		Listen:  "127.0.0.1:8080",
+		Webhook: Webhook{APIKey: "0123456789abcdef-secret"},
+		Kratos: Kratos{
+			AdminURL:      "http://127.0.0.1:4434",
+			PublicURL:     "http://127.0.0.1:4433",
+			LoginUIURL:    "http://127.0.0.1:4455/login",
+			SettingsUIURL: "http://127.0.0.1:4455/settings",
+		},
+		Plugin:   Plugin{Path: "bin/gateway-email-plugin"},
+		Password: Password{Length: 16, TTL: time.Hour, RevokeSessions: true},
+		Log:      Log{Format: "json", Level: "info"},
+		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second},
+	}
+	if diff := cmp.Diff(want, *c, cmpIgnorePluginConfig); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+var cmpIgnorePluginConfig = cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "PluginConfig" }, cmp.Ignore())
+
+func TestEnvironmentOverridesFileAndReachesPlugin(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(minimal), []string{
+		"GATEWAY_ENABLED=false",
+		"GATEWAY_PASSWORD__TTL=15m",
+		"GATEWAY_SMTP__AUTHORIZATION_CODE=s3cret-code",
+		"GATEWAY_SMTP__PORT=587",
+		"OTHER_SMTP__HOST=ignored",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Enabled || c.Password.TTL != 15*time.Minute {
+		t.Errorf("enabled=%v ttl=%s, want the environment's false and 15m", c.Enabled, c.Password.TTL)
+	}
+	var plugin struct {
+		Password map[string]any `json:"password"`
+		SMTP     map[string]any `json:"smtp"`
+	}
+	if err := json.Unmarshal(c.PluginConfig, &plugin); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"host": "smtp.example.com", "email_address": "no-reply@example.com", "sender_name": "Example",
+		"authorization_code": "s3cret-code", "port": "587", "security": "tls",
+	}
+	if diff := cmp.Diff(want, plugin.SMTP); diff != "" {
+		t.Errorf("plugin smtp section (-want +got):\n%s", diff)
+	}
+	if plugin.Password["length"] != float64(16) {
+		t.Errorf("plugin password section = %v, want length 16", plugin.Password)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		yaml    string
+		env     []string
+		wantKey string
+	}{
+		{"missing api key", "smtp: {host: x}", nil, "webhook.api_key: required"},
+		{"short api key", "webhook: {api_key: short}", nil, "webhook.api_key: too short"},
+		{"bad listen", minimal + "listen: nope", nil, "listen:"},
+		{"relative admin url", minimal + "kratos: {admin_url: /admin}", nil, "kratos.admin_url:"},
+		{"bad sha256", minimal + "plugin: {sha256: abc}", nil, "plugin.sha256:"},
+		{"ttl too short", minimal + "password: {ttl: 1s}", nil, "password.ttl:"},
+		{"ttl not a duration", minimal, []string{"GATEWAY_PASSWORD__TTL=soon"}, "ttl"},
+		{"log format", minimal + "log: {format: xml}", nil, "log.format:"},
+		{"zero timeout", minimal + "timeouts: {kratos: 0s}", nil, "timeouts.kratos:"},
+		{"unknown key", minimal + "enabeld: true", nil, "unknown key(s) enabeld"},
+		{"not yaml", "webhook: [", nil, "parse config YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tt.yaml), tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("Parse error = %v, want one naming %q", err, tt.wantKey)
+			}
+		})
+	}
+}
+
+func TestValidationListsEveryProblemWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte(`
+webhook: {api_key: "short-secret"}
+listen: nope
+log: {level: loud}
+`), nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("error = %v, want a *ValidationError", err)
+	}
+	if len(ve.Problems) != 3 {
+		t.Errorf("problems = %q, want 3 (api_key, listen, log.level)", ve.Problems)
+	}
+	if strings.Contains(err.Error(), "short-secret") {
+		t.Errorf("error reveals the API key: %v", err)
+	}
+}
+
+func TestLoadReportsMissingFile(t *testing.T) {
+	t.Parallel()
+	_, err := Load(t.TempDir()+"/absent.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Fatalf("Load(absent) = %v, want a read error", err)
+	}
+}
+
+func TestShippedConfigParsesOnceTheSecretIsSet(t *testing.T) {
+	t.Parallel()
+	c, err := Load("../../configs/gateway.yaml", []string{"GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"})
+	if err != nil {
+		t.Fatalf("configs/gateway.yaml: %v", err)
+	}
+	if !c.Enabled || c.Listen != "127.0.0.1:8080" {
+		t.Errorf("shipped config = %+v", c)
+	}
+}

@@ -1,0 +1,321 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/sdktest"
+)
+
+const apiKey = "test-api-key-0123456789"
+
+// recorder stands in for the recovery service and the plugin, recording
+// what the handler asked of them.
+type recorder struct {
+	mu       sync.Mutex
+	resets   []recovery.Request
+	policies []recovery.Policy
+	sent     []*sdk.SendMessageRequest
+	resetErr error
+	sendErr  error
+}
+
+func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.Policy) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resets = append(r.resets, req)
+	r.policies = append(r.policies, pol)
+	return r.resetErr
+}
+
+func (r *recorder) sender() *sdktest.Fake {
+	return &sdktest.Fake{SendMessageF: func(_ context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.sent = append(r.sent, req)
+		if r.sendErr != nil {
+			return nil, r.sendErr
+		}
+		return &sdk.SendMessageResponse{ServerReply: "250 ok"}, nil
+	}}
+}
+
+func testConfig(enabled bool) *config.Config {
+	return &config.Config{
+		Enabled:  enabled,
+		Webhook:  config.Webhook{APIKey: apiKey},
+		Kratos:   config.Kratos{LoginUIURL: "http://127.0.0.1:4455/login"},
+		Password: config.Password{TTL: time.Hour, RevokeSessions: true},
+		Timeouts: config.Timeouts{Kratos: time.Second, SMTP: time.Second},
+	}
+}
+
+func newServer(t *testing.T, enabled bool, rec *recorder, checks ...Check) (http.Handler, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	cfg := testConfig(enabled)
+	s := New(func() *config.Config { return cfg }, rec, rec.sender(), checks, slog.New(slog.NewJSONHandler(&logs, nil)))
+	return s.Handler(), &logs
+}
+
+func sample(t *testing.T) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/courier-recovery_code_valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func with(t *testing.T, raw []byte, edit func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func post(h http.Handler, auth string, body io.Reader) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/courier", body)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestRecoveryBecomesAReset(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	h, _ := newServer(t, true, rec)
+	w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t)))
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service"}}
+	if diff := cmp.Diff(want, rec.resets); diff != "" {
+		t.Errorf("resets (-want +got):\n%s", diff)
+	}
+	wantPol := recovery.Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	if diff := cmp.Diff(wantPol, rec.policies[0]); diff != "" {
+		t.Errorf("policy (-want +got):\n%s", diff)
+	}
+	if len(rec.sent) != 0 {
+		t.Errorf("the handler sent %d mails itself; the reset sends the only one", len(rec.sent))
+	}
+}
+
+func TestOtherMailsGoOutAsKratosRenderedThem(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		enabled bool
+		edit    func(m map[string]any)
+		want    *sdk.RenderedMessage
+	}{
+		{
+			name:    "recovery while disabled",
+			enabled: false,
+			edit:    func(map[string]any) {},
+			want: &sdk.RenderedMessage{Subject: "Recover access to your account",
+				TextBody: "Hi,\n\nplease recover access to your account by entering the following code:\n\n693553\n"},
+		},
+		{
+			name:    "verification while enabled",
+			enabled: true,
+			edit: func(m map[string]any) {
+				m["template_type"] = "verification_code_valid"
+				m["subject"] = "Please verify your email address"
+				m["body"] = "Hi, please verify your account by entering the following code:\n\n123456\n"
+			},
+			want: &sdk.RenderedMessage{Subject: "Please verify your email address",
+				TextBody: "Hi, please verify your account by entering the following code:\n\n123456\n"},
+		},
+		{
+			name:    "custom HTML template",
+			enabled: true,
+			edit: func(m map[string]any) {
+				m["template_type"] = "login_code_valid"
+				m["body"] = "<html><body><p>Your code: 123456</p></body></html>"
+			},
+			want: &sdk.RenderedMessage{Subject: "Recover access to your account",
+				HTMLBody: "<html><body><p>Your code: 123456</p></body></html>"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{}
+			h, _ := newServer(t, tt.enabled, rec)
+			w := post(h, "Bearer "+apiKey, bytes.NewReader(with(t, sample(t), tt.edit)))
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if len(rec.resets) != 0 {
+				t.Errorf("a reset ran for %s", tt.name)
+			}
+			want := []*sdk.SendMessageRequest{{Recipient: "alice@example.com", Rendered: tt.want}}
+			if diff := cmp.Diff(want, rec.sent); diff != "" {
+				t.Errorf("sent (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRefusedRequestsChangeNothing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		method     string
+		auth       string
+		body       func(t *testing.T) io.Reader
+		wantStatus int
+		wantError  string
+	}{
+		{"no key", http.MethodPost, "", okBody, http.StatusUnauthorized, "API key"},
+		{"wrong key", http.MethodPost, "Bearer " + apiKey + "x", okBody, http.StatusUnauthorized, "API key"},
+		{"key without Bearer", http.MethodPost, apiKey, okBody, http.StatusUnauthorized, "API key"},
+		{"wrong method", http.MethodGet, "Bearer " + apiKey, okBody, http.StatusMethodNotAllowed, ""},
+		{"not JSON", http.MethodPost, "Bearer " + apiKey, text("hello"), http.StatusBadRequest, "not a JSON object"},
+		{"JSON array", http.MethodPost, "Bearer " + apiKey, text("[1,2]"), http.StatusBadRequest, "must be a JSON"},
+		{"wrong type", http.MethodPost, "Bearer " + apiKey, text(`{"recipient": 7}`), http.StatusBadRequest, "field recipient must be a JSON string"},
+		{"no recipient", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { delete(m, "recipient") }), http.StatusBadRequest, "recipient is missing"},
+		{"CRLF in recipient", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { m["recipient"] = "alice@example.com\r\nBcc: eve@example.com" }), http.StatusBadRequest, "recipient contains CR or LF"},
+		{"CRLF in subject", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { m["subject"] = "Hi\r\nBcc: eve@example.com" }), http.StatusBadRequest, "subject contains CR or LF"},
+		{"no template type", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { delete(m, "template_type") }), http.StatusBadRequest, "template_type is missing"},
+		{"sms", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { m["message_type"] = "sms" }), http.StatusBadRequest, "email only"},
+		{"recovery without identity", http.MethodPost, "Bearer " + apiKey, edited(func(m map[string]any) { m["template_data"] = map[string]any{} }), http.StatusBadRequest, "identity.id is missing"},
+		{"huge body", http.MethodPost, "Bearer " + apiKey, func(*testing.T) io.Reader {
+			return io.MultiReader(strings.NewReader(`{"recipient":"`), strings.NewReader(strings.Repeat("a", MaxBodyBytes)), strings.NewReader(`"}`))
+		}, http.StatusRequestEntityTooLarge, "larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{}
+			h, logs := newServer(t, true, rec)
+			req := httptest.NewRequest(tt.method, "/courier", tt.body(t))
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.wantStatus, w.Body)
+			}
+			if !strings.Contains(w.Body.String(), tt.wantError) {
+				t.Errorf("body %q does not say %q", w.Body, tt.wantError)
+			}
+			if len(rec.resets)+len(rec.sent) != 0 {
+				t.Errorf("a refused request caused %d resets and %d mails", len(rec.resets), len(rec.sent))
+			}
+			if strings.Contains(logs.String()+w.Body.String(), apiKey) {
+				t.Errorf("the API key appears in the log or the answer")
+			}
+		})
+	}
+}
+
+func okBody(t *testing.T) io.Reader { return bytes.NewReader(sample(t)) }
+
+func text(s string) func(*testing.T) io.Reader {
+	return func(*testing.T) io.Reader { return strings.NewReader(s) }
+}
+
+func edited(edit func(m map[string]any)) func(*testing.T) io.Reader {
+	return func(t *testing.T) io.Reader { return bytes.NewReader(with(t, sample(t), edit)) }
+}
+
+func TestFailuresMapToStatusesKratosRetries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("look up identity: %w", kratosadmin.ErrNotFound), http.StatusNotFound},
+		{fmt.Errorf("identity x: %w", recovery.ErrRecipientMismatch), http.StatusUnprocessableEntity},
+		{fmt.Errorf("set: %w", kratosadmin.ErrUnavailable), http.StatusServiceUnavailable},
+		{fmt.Errorf("set: %w", kratosadmin.ErrRejected), http.StatusUnprocessableEntity},
+		{fmt.Errorf("smtp connect: %w", sdk.ErrUnavailable), http.StatusServiceUnavailable},
+		{fmt.Errorf("smtp rcpt_to: %w", sdk.ErrRejected), http.StatusBadGateway},
+		{fmt.Errorf("render: %w", sdk.ErrInvalidArgument), http.StatusUnprocessableEntity},
+		{fmt.Errorf("send: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
+		{errors.New("plugin exploded"), http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{resetErr: tt.err}
+			h, logs := newServer(t, true, rec)
+			w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t)))
+			if w.Code != tt.want {
+				t.Fatalf("status %d, want %d", w.Code, tt.want)
+			}
+			if !strings.Contains(logs.String(), tt.err.Error()) {
+				t.Errorf("log does not name the failure %q:\n%s", tt.err, logs)
+			}
+		})
+	}
+}
+
+func TestPassThroughFailureIsRetryable(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{sendErr: fmt.Errorf("smtp connect: dial tcp 127.0.0.1:1: connection refused: %w", sdk.ErrUnavailable)}
+	h, logs := newServer(t, false, rec)
+	w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t)))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503 so Kratos retries", w.Code)
+	}
+	if !strings.Contains(logs.String(), "smtp connect") {
+		t.Errorf("log does not name the SMTP stage:\n%s", logs)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	failing := Check{Name: "kratos", Run: func(context.Context) error { return errors.New("connection refused") }}
+	passing := Check{Name: "plugin", Run: func(context.Context) error { return nil }}
+
+	h, _ := newServer(t, true, &recorder{}, passing, failing)
+	for path, want := range map[string]int{"/health/alive": 200, "/health/ready": 503} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != want {
+			t.Errorf("%s = %d, want %d", path, w.Code, want)
+		}
+		if path == "/health/ready" && (!strings.Contains(w.Body.String(), `"kratos":"connection refused"`) || strings.Contains(w.Body.String(), `"plugin"`)) {
+			t.Errorf("readiness body %s should name exactly the failing check", w.Body)
+		}
+	}
+	h, _ = newServer(t, true, &recorder{}, passing)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
+	if w.Code != http.StatusOK {
+		t.Errorf("ready with passing checks = %d", w.Code)
+	}
+}
