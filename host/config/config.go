@@ -91,7 +91,8 @@ type Timeouts struct {
 	SMTP   time.Duration `koanf:"smtp"`
 }
 
-// defaults mirror configs/gateway.yaml, so a minimal file still works.
+// defaults mirror configs/gateway.yaml, so a minimal file still works. The
+// plugin defaults its own sections (smtp.port follows smtp.security).
 func defaults() map[string]any {
 	return map[string]any{
 		"enabled":                  true,
@@ -104,8 +105,6 @@ func defaults() map[string]any {
 		"password.length":          16,
 		"password.ttl":             "1h",
 		"password.revoke_sessions": true,
-		"smtp.port":                465,
-		"smtp.security":            "tls",
 		"log.format":               "json",
 		"log.level":                "info",
 		"timeouts.kratos":          "3s",

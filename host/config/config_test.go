@@ -71,7 +71,7 @@ func TestEnvironmentOverridesFileAndReachesPlugin(t *testing.T) {
 	}
 	want := map[string]any{
 		"host": "smtp.example.com", "email_address": "no-reply@example.com", "sender_name": "Example",
-		"authorization_code": "s3cret-code", "port": "587", "security": "tls",
+		"authorization_code": "s3cret-code", "port": "587",
 	}
 	if diff := cmp.Diff(want, plugin.SMTP); diff != "" {
 		t.Errorf("plugin smtp section (-want +got):\n%s", diff)

@@ -1,0 +1,270 @@
+// Package smtptest runs real SMTP servers on loopback for tests: go-smtp with
+// real TLS (a throwaway CA) and AUTH PLAIN, recording what they receive and
+// injecting the failures an SMTP gateway produces.
+package smtptest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Credentials the test servers accept.
+const (
+	User     = "noreply@example.com"
+	Password = "s3cret-authorization-code"
+)
+
+// PKI is a throwaway CA and a server certificate it issued for
+// 127.0.0.1, ::1 and localhost.
+type PKI struct {
+	CAFile string // CA certificate as PEM, for smtp.ca_file
+	Cert   tls.Certificate
+}
+
+// NewPKI makes a CA and a server certificate valid for one hour.
+func NewPKI(t testing.TB) PKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "smtptest CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return PKI{CAFile: caFile, Cert: tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}}
+}
+
+// Mode is how the server expects TLS.
+type Mode int
+
+const (
+	ImplicitTLS Mode = iota // TLS from the first byte
+	StartTLS                // plaintext, offers STARTTLS, AUTH only after it
+	Plaintext               // no TLS at all, AUTH allowed in plaintext
+)
+
+// Options select the server's mode and the failures it injects.
+type Options struct {
+	Mode       Mode
+	LegacyTLS  bool            // speak only TLS 1.0 and 1.1
+	RcptErr    *smtp.SMTPError // reply to every RCPT TO
+	DropInData bool            // close the connection instead of answering DATA
+	PKI        *PKI            // nil: a fresh one
+}
+
+// Received is one mail the server accepted.
+type Received struct {
+	From string
+	To   []string
+	Data []byte
+}
+
+// Server is a go-smtp server on 127.0.0.1 with AUTH PLAIN over real TLS.
+type Server struct {
+	Addr string
+	Port int
+	PKI  PKI
+
+	opts Options
+
+	mu       sync.Mutex
+	sessions int      // EHLO/HELO greetings
+	authed   []string // usernames that authenticated
+	attempts int      // AUTH exchanges, successful or not
+	mails    []Received
+}
+
+// Start runs a server until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	pki := opts.PKI
+	if pki == nil {
+		p := NewPKI(t)
+		pki = &p
+	}
+	srv := &Server{PKI: *pki, opts: opts}
+
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{pki.Cert}}
+	if opts.LegacyTLS {
+		tlsConf.MinVersion, tlsConf.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	}
+
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		srv.mu.Lock()
+		srv.sessions++
+		srv.mu.Unlock()
+		return &testSession{srv: srv, conn: c}, nil
+	}))
+	s.Domain = "localhost"
+	s.ReadTimeout = 10 * time.Second
+	s.WriteTimeout = 10 * time.Second
+	s.ErrorLog = log.New(io.Discard, "", 0)
+
+	var l net.Listener
+	var err error
+	switch opts.Mode {
+	case ImplicitTLS:
+		l, err = tls.Listen("tcp", "127.0.0.1:0", tlsConf)
+	case StartTLS:
+		s.TLSConfig = tlsConf
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	case Plaintext:
+		s.AllowInsecureAuth = true
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Addr = l.Addr().String()
+	srv.Port = l.Addr().(*net.TCPAddr).Port
+
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		_ = s.Close()
+		// Serve may not have registered l yet, and then Close misses it.
+		_ = l.Close()
+		if err := <-done; err != nil {
+			t.Errorf("test SMTP server: %v", err)
+		}
+	})
+	return srv
+}
+
+// State is what a server saw.
+type State struct {
+	Sessions int      // EHLO/HELO greetings
+	Authed   []string // usernames that authenticated
+	Attempts int      // AUTH exchanges, successful or not
+	Mails    []Received
+}
+
+// State returns a copy of what the server saw so far.
+func (srv *Server) State() State {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return State{
+		Sessions: srv.sessions,
+		Authed:   append([]string(nil), srv.authed...),
+		Attempts: srv.attempts,
+		Mails:    append([]Received(nil), srv.mails...),
+	}
+}
+
+type testSession struct {
+	srv  *Server
+	conn *smtp.Conn
+	from string
+	to   []string
+}
+
+func (s *testSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *testSession) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, username, password string) error {
+		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
+		s.srv.attempts++
+		if username != User || password != Password {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+		}
+		s.srv.authed = append(s.srv.authed, username)
+		return nil
+	}), nil
+}
+
+func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.srv.opts.RcptErr != nil {
+		return s.srv.opts.RcptErr
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *testSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if s.srv.opts.DropInData {
+		// The client has sent the final dot and waits for a reply that
+		// never comes.
+		_ = s.conn.Conn().Close()
+		return errors.New("connection dropped by the test")
+	}
+	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	s.srv.mails = append(s.srv.mails, Received{From: s.from, To: s.to, Data: data})
+	return nil
+}
+
+func (s *testSession) Reset() {
+	s.from, s.to = "", nil
+}
+
+func (s *testSession) Logout() error { return nil }

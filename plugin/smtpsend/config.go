@@ -1,0 +1,216 @@
+package smtpsend
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"strings"
+	"unicode"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Security modes accepted in smtp.security.
+const (
+	SecurityTLS      = "tls"      // implicit TLS from the first byte, TLS 1.2+
+	SecuritySTARTTLS = "starttls" // plaintext connect, then mandatory STARTTLS, TLS 1.2+
+	SecuritySSL      = "ssl"      // implicit TLS that still accepts TLS 1.0 and 1.1
+	SecurityNone     = "none"     // plaintext; credentials only to loopback
+)
+
+// Config is the smtp section of the plugin config.
+type Config struct {
+	Host string `koanf:"host"`
+	// Port defaults to 465 for tls and ssl, 587 for starttls and 25 for none.
+	Port int `koanf:"port"`
+	// EmailAddress is the sender address (envelope and From header).
+	EmailAddress string `koanf:"email_address"`
+	// SenderName is the display name of the From header.
+	SenderName string `koanf:"sender_name"`
+	// Username defaults to EmailAddress.
+	Username string `koanf:"username"`
+	// AuthorizationCode is the SMTP password. It is a secret: it never
+	// appears in an error, a warning or a log line.
+	AuthorizationCode string `koanf:"authorization_code"`
+	// Security is one of tls (default), starttls, ssl or none.
+	Security string `koanf:"security"`
+	// CAFile is an optional PEM bundle trusted in addition to the system roots.
+	CAFile string `koanf:"ca_file"`
+}
+
+// withDefaults fills the keys an operator may leave out. The port follows the
+// security mode because a mismatched pair (STARTTLS on 465) never works.
+func (c Config) withDefaults() Config {
+	if c.Security == "" {
+		c.Security = SecurityTLS
+	}
+	if c.Port == 0 {
+		switch c.Security {
+		case SecuritySTARTTLS:
+			c.Port = 587
+		case SecurityNone:
+			c.Port = 25
+		default:
+			c.Port = 465
+		}
+	}
+	if c.Username == "" {
+		c.Username = c.EmailAddress
+	}
+	return c
+}
+
+// Validate returns every problem of the config, each naming its key as
+// smtp.<key> and matching sdk.ErrInvalidArgument. It reads ca_file.
+func (c Config) Validate() []error {
+	errs, _ := c.withDefaults().check()
+	return errs
+}
+
+// Warnings returns security warnings for a config that is valid but weak.
+// They never contain secrets, so the host may log them.
+func (c Config) Warnings() []string {
+	c = c.withDefaults()
+	var warns []string
+	switch c.Security {
+	case SecuritySSL:
+		warns = append(warns, "smtp.security is ssl: TLS 1.0 and 1.1 are accepted, which are deprecated and weak; "+
+			"switch to tls as soon as the server supports TLS 1.2")
+	case SecurityNone:
+		warns = append(warns, "smtp.security is none: mail, including recovery links and temporary passwords, "+
+			"travels unencrypted; use it only for a relay on this machine")
+		if c.CAFile != "" {
+			warns = append(warns, "smtp.ca_file is ignored because smtp.security is none")
+		}
+	}
+	return warns
+}
+
+// configError is a problem with one config key or one field of a Mail.
+type configError struct {
+	key string // "smtp.host", "mail.to", ...
+	msg string
+}
+
+func (e *configError) Error() string { return e.key + ": " + e.msg }
+
+// Unwrap lets callers test for sdk.ErrInvalidArgument without the sentinel's
+// text cluttering every line.
+func (e *configError) Unwrap() error { return sdk.ErrInvalidArgument }
+
+func invalid(key, format string, args ...any) error {
+	return &configError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// check validates a config that already has its defaults and returns the
+// certificates of ca_file, so that New reads that file only once.
+func (c Config) check() ([]error, []*x509.Certificate) {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(checkHost(c.Host))
+	if c.Port < 1 || c.Port > 65535 {
+		add(invalid("smtp.port", "%d is not a TCP port: use 1 to 65535, or leave it out for the default of smtp.security", c.Port))
+	}
+	add(checkSender(c.EmailAddress))
+	switch {
+	case strings.TrimSpace(c.SenderName) == "":
+		add(invalid("smtp.sender_name", "must be set: it is the display name of the From header"))
+	case strings.ContainsFunc(c.SenderName, unicode.IsControl):
+		add(invalid("smtp.sender_name", "must not contain line breaks or other control characters"))
+	}
+	if strings.ContainsFunc(c.Username, unicode.IsControl) {
+		add(invalid("smtp.username", "must not contain line breaks or other control characters"))
+	}
+	switch c.Security {
+	case SecurityTLS, SecuritySTARTTLS, SecuritySSL:
+	case SecurityNone:
+		if c.AuthorizationCode != "" && c.Host != "" && !isLoopback(c.Host) {
+			add(invalid("smtp.security", "is none, which would send smtp.authorization_code in plaintext to %q; "+
+				"use tls, starttls or ssl, or point smtp.host at a relay on this machine", c.Host))
+		}
+	default:
+		add(invalid("smtp.security", "%q is not a security mode: use tls, starttls, ssl or none", c.Security))
+	}
+	var certs []*x509.Certificate
+	if c.CAFile != "" {
+		var err error
+		certs, err = loadCAFile(c.CAFile)
+		add(err)
+	}
+	return errs, certs
+}
+
+func checkHost(host string) error {
+	switch {
+	case host == "":
+		return invalid("smtp.host", "must be set to the SMTP server's host name or IP address")
+	case strings.Contains(host, "://"):
+		return invalid("smtp.host", "%q is a URL: give only the host name, and set smtp.security and smtp.port", host)
+	case net.ParseIP(host) != nil:
+		return nil
+	case strings.HasPrefix(host, "["):
+		return invalid("smtp.host", "%q: write an IPv6 address without brackets and the port in smtp.port", host)
+	case strings.Contains(host, ":"):
+		return invalid("smtp.host", "%q contains a port: put the port in smtp.port", host)
+	case strings.ContainsFunc(host, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' }):
+		return invalid("smtp.host", "%q is not a host name: it contains a space, a control character or '/'", host)
+	}
+	return nil
+}
+
+func checkSender(addr string) error {
+	if addr == "" {
+		return invalid("smtp.email_address", "must be set to the sender address, like noreply@example.com")
+	}
+	parsed, err := mail.ParseAddress(addr)
+	if err != nil {
+		return invalid("smtp.email_address", "%q is not a valid email address: %v", addr, err)
+	}
+	if parsed.Name != "" || parsed.Address != addr {
+		return invalid("smtp.email_address", "%q must be a bare address like noreply@example.com; "+
+			"the display name goes in smtp.sender_name", addr)
+	}
+	return nil
+}
+
+// isLoopback reports whether host is this machine, so plaintext never leaves it.
+// Names other than localhost are not resolved: DNS could point them anywhere.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadCAFile reads a PEM bundle and returns its certificates. It insists on at
+// least one, because an empty or mistyped bundle would otherwise only show up
+// as a certificate error at the first mail.
+func loadCAFile(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalid("smtp.ca_file", "cannot read the CA bundle: %v", err)
+	}
+	var certs []*x509.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, invalid("smtp.ca_file", "%s: certificate %d does not parse: %v", path, len(certs)+1, err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(certs) == 0 {
+		return nil, invalid("smtp.ca_file", "%s holds no PEM CERTIFICATE block: give the CA certificate in PEM form", path)
+	}
+	return certs, nil
+}

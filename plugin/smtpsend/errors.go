@@ -1,0 +1,238 @@
+package smtpsend
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+
+	mail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/log"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Stages of one delivery, as reported in StageError.Stage.
+const (
+	StageConnect    = "connect"     // TCP connect, or the connection broke before MAIL FROM
+	StageTLS        = "tls"         // TLS handshake, implicit or after STARTTLS
+	StageGreeting   = "greeting"    // the server's 220 banner
+	StageHello      = "hello"       // EHLO/HELO
+	StageAuth       = "auth"        // SMTP AUTH
+	StageMailFrom   = "mail_from"   // MAIL FROM
+	StageRcptTo     = "rcpt_to"     // RCPT TO
+	StageData       = "data"        // DATA and the message content
+	StageResetClose = "reset/close" // RSET or QUIT
+)
+
+// StageError is a failed delivery: the SMTP stage that failed and whether a
+// later retry may succeed. It matches sdk.ErrUnavailable when Temporary,
+// otherwise sdk.ErrRejected (the server refused for good) or
+// sdk.ErrInvalidArgument (the config does not fit the server).
+type StageError struct {
+	Stage     string
+	Temporary bool
+	Err       error
+
+	// sentinel overrides the sdk sentinel implied by Temporary.
+	sentinel error
+}
+
+func (e *StageError) Error() string { return "smtp " + e.Stage + ": " + e.Err.Error() }
+
+// Unwrap returns the sdk sentinel and the cause, so errors.Is and errors.As
+// see both (e.g. sdk.ErrUnavailable and *tls.CertificateVerificationError).
+func (e *StageError) Unwrap() []error { return []error{e.kind(), e.Err} }
+
+func (e *StageError) kind() error {
+	switch {
+	case e.sentinel != nil:
+		return e.sentinel
+	case e.Temporary:
+		return sdk.ErrUnavailable
+	default:
+		return sdk.ErrRejected
+	}
+}
+
+// failure classifies err by the server's reply: 5xx is final, while 4xx,
+// network trouble and an expired ctx are worth a retry.
+func failure(ctx context.Context, stage string, err error) *StageError {
+	if ctxErr := context.Cause(ctx); ctxErr != nil {
+		return &StageError{Stage: stage, Temporary: true, Err: fmt.Errorf("%w: %w", ctxErr, err)}
+	}
+	return &StageError{Stage: stage, Temporary: replyCode(err) < 500, Err: err}
+}
+
+// misconfigured is a failure that repeats until the operator changes the
+// config (or the server), so it must not be retried blindly.
+func misconfigured(stage string, err error) *StageError {
+	return &StageError{Stage: stage, Err: err, sentinel: sdk.ErrInvalidArgument}
+}
+
+// replyCode is the SMTP reply code carried by err, or 0 if the server did not
+// answer (the connection broke or timed out).
+func replyCode(err error) int {
+	if tpErr, ok := errors.AsType[*textproto.Error](err); ok {
+		return tpErr.Code
+	}
+	if sendErr, ok := errors.AsType[*mail.SendError](err); ok {
+		return sendErr.ErrorCode()
+	}
+	return 0
+}
+
+// tlsProblem explains TLS failures that no retry fixes; ok is false for
+// anything else, such as a connection reset during the handshake.
+func tlsProblem(security string, err error) (explained error, ok bool) {
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return fmt.Errorf("the server certificate did not verify: %w; set smtp.ca_file to the CA that issued it, "+
+			"or fix the server certificate", err), true
+	}
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+		if security == SecuritySTARTTLS {
+			return fmt.Errorf("the server accepted STARTTLS but did not speak TLS: %w", err), true
+		}
+		return fmt.Errorf("the server did not speak TLS: %w; if it uses STARTTLS set smtp.security: starttls, "+
+			"if it is a plaintext relay on this machine set smtp.security: none", err), true
+	}
+	// crypto/tls reports alerts from the server only as this OpError.
+	if opErr, ok := errors.AsType[*net.OpError](err); ok && opErr.Op == "remote error" {
+		hint := ""
+		// ssl is implicit TLS, so it only helps servers configured for tls.
+		if security == SecurityTLS && strings.Contains(err.Error(), "protocol version") {
+			hint = "; if the server only supports TLS 1.0 or 1.1 set smtp.security: ssl"
+		}
+		return fmt.Errorf("the server refused the TLS handshake: %w%s", err, hint), true
+	}
+	return nil, false
+}
+
+// dialogue follows the commands go-mail sends, through its debug-log hook,
+// to name the stage of a failed handshake: go-mail v0.8.1 returns greeting,
+// EHLO, STARTTLS and AUTH errors without saying where they came from. It
+// keeps only the command verb, never arguments or replies, so no secret is
+// held.
+type dialogue struct {
+	stage    string // stage of the last command sent; "" before the first
+	startTLS bool   // STARTTLS was sent
+}
+
+var _ log.Logger = (*dialogue)(nil)
+
+func (d *dialogue) Debugf(l log.Log) {
+	if l.Direction != log.DirClientToServer {
+		return
+	}
+	verb, _, _ := strings.Cut(l.Format, " ")
+	switch strings.ToUpper(verb) {
+	case "EHLO", "HELO":
+		// After STARTTLS the EHLO is the first write of the TLS session: a
+		// failure there is a TLS failure.
+		if !d.startTLS {
+			d.stage = StageHello
+		}
+	case "STARTTLS":
+		d.stage, d.startTLS = StageTLS, true
+	case "%S", "*":
+		// go-mail sends every AUTH line with the format "%s" so that it can
+		// redact it, and "*" to cancel an exchange.
+		d.stage = StageAuth
+	case "MAIL":
+		d.stage = StageMailFrom
+	case "RCPT":
+		d.stage = StageRcptTo
+	case "DATA":
+		d.stage = StageData
+	case "RSET":
+		d.stage = StageResetClose
+	}
+	// QUIT and NOOP keep the stage: go-mail sends QUIT on its own after a
+	// failed AUTH, and the AUTH failure is what matters.
+}
+
+func (d *dialogue) Infof(log.Log)  {}
+func (d *dialogue) Warnf(log.Log)  {}
+func (d *dialogue) Errorf(log.Log) {}
+
+// handshakeFailure classifies an error of go-mail's dial phase (greeting,
+// EHLO, STARTTLS, AUTH) given how far the dialogue got.
+func handshakeFailure(ctx context.Context, security, username string, d *dialogue, err error) *StageError {
+	if stageErr, ok := errors.AsType[*StageError](err); ok {
+		return stageErr // from our dialer: connect or implicit TLS
+	}
+	if explained, ok := tlsProblem(security, err); ok {
+		return misconfigured(StageTLS, explained)
+	}
+	stage := d.stage
+	if stage == "" {
+		stage = StageGreeting
+	}
+	if isLocal(err) {
+		// go-mail gave up on its own after the server answered: before
+		// STARTTLS that is a missing STARTTLS, otherwise a missing AUTH.
+		if security == SecuritySTARTTLS && !d.startTLS {
+			return misconfigured(StageTLS, fmt.Errorf("%w; if the server speaks TLS from the first byte "+
+				"set smtp.security: tls", err))
+		}
+		return misconfigured(StageAuth, fmt.Errorf("%w; check smtp.security (many servers offer AUTH only over TLS), "+
+			"or leave smtp.authorization_code empty if the server needs no login", err))
+	}
+	switch code := replyCode(err); {
+	case stage == StageAuth && code >= 500:
+		err = fmt.Errorf("the server refused the login of %q: %w; check smtp.username and smtp.authorization_code",
+			username, err)
+	case stage == StageGreeting && code == 0 && (security == SecuritySTARTTLS || security == SecurityNone) &&
+		(isTimeout(err) || ctx.Err() != nil):
+		err = fmt.Errorf("the server sent no greeting: %w; if it expects TLS from the first byte (usually port 465) "+
+			"set smtp.security: tls", err)
+	}
+	return failure(ctx, stage, err)
+}
+
+// isLocal reports whether err is go-mail's own refusal rather than a server
+// reply or a network failure.
+func isLocal(err error) bool {
+	if _, ok := errors.AsType[*textproto.Error](err); ok {
+		return false
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return false
+	}
+	return !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed)
+}
+
+func isTimeout(err error) bool {
+	netErr, ok := errors.AsType[net.Error](err)
+	return ok && netErr.Timeout()
+}
+
+// sendFailure classifies an error of the MAIL FROM / RCPT TO / DATA phase,
+// where go-mail reports a *mail.SendError naming the failed command.
+func sendFailure(ctx context.Context, err error) *StageError {
+	sendErr, ok := errors.AsType[*mail.SendError](err)
+	if !ok {
+		return failure(ctx, StageData, err)
+	}
+	stage := StageData
+	switch sendErr.Reason {
+	case mail.ErrConnCheck:
+		stage = StageConnect
+	case mail.ErrGetSender, mail.ErrSMTPMailFrom:
+		stage = StageMailFrom
+	case mail.ErrGetRcpts, mail.ErrSMTPRcptTo:
+		stage = StageRcptTo
+	case mail.ErrSMTPReset:
+		stage = StageResetClose
+	}
+	if context.Cause(ctx) != nil {
+		return failure(ctx, stage, sendErr)
+	}
+	// Without a reply code the connection broke mid-command: worth a retry,
+	// although go-mail's IsTemp only looks at 4xx replies.
+	return &StageError{Stage: stage, Temporary: sendErr.IsTemp() || sendErr.ErrorCode() == 0, Err: sendErr}
+}

@@ -1,0 +1,278 @@
+// Package smtpsend sends one mail at a time through the SMTP server the
+// operator configured, over implicit TLS, STARTTLS, legacy TLS or plaintext,
+// with go-mail. Every failure is a *StageError that names the SMTP stage that
+// failed and matches the sdk sentinel telling the caller whether to retry.
+package smtpsend
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	stdmail "net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+)
+
+// Mail is one message to one recipient. Text, HTML or both must be set; with
+// both the mail is multipart/alternative.
+type Mail struct {
+	To      string
+	Subject string
+	Text    string
+	HTML    string
+}
+
+// Sender delivers mails with one config. It is safe for concurrent use.
+type Sender struct {
+	host     string
+	security string
+	username string
+	from     stdmail.Address
+	tlsConf  *tls.Config // nil for SecurityNone
+	// opts configure every go-mail client; the password lives only in the
+	// closure of mail.WithPassword so that printing a Sender cannot leak it.
+	opts []mail.Option
+}
+
+// timeoutMargin is how much longer than ctx go-mail's step timeout runs.
+const timeoutMargin = time.Second
+
+// authMechs lists the AUTH mechanisms to try, best first: go-mail's
+// auto-discovery order minus NTLM, which needs a Windows domain this config
+// has no key for. The list is explicit because go-mail's own auto-discovery
+// skips PLAIN and LOGIN on connections our dialer encrypted (see dial).
+func authMechs(security string) []mail.SMTPAuthType {
+	if security == SecurityNone {
+		// Plaintext AUTH only ever goes to loopback: Validate refuses the rest.
+		return []mail.SMTPAuthType{
+			mail.SMTPAuthSCRAMSHA256, mail.SMTPAuthSCRAMSHA1, mail.SMTPAuthCramMD5,
+			mail.SMTPAuthPlainNoEnc, mail.SMTPAuthLoginNoEnc,
+		}
+	}
+	return []mail.SMTPAuthType{
+		mail.SMTPAuthSCRAMSHA256PLUS, mail.SMTPAuthSCRAMSHA256, mail.SMTPAuthSCRAMSHA1PLUS, mail.SMTPAuthSCRAMSHA1,
+		mail.SMTPAuthCramMD5, mail.SMTPAuthPlain, mail.SMTPAuthLogin,
+	}
+}
+
+// New validates cfg and prepares its TLS config, reading ca_file once. An
+// invalid cfg yields all problems joined, matching sdk.ErrInvalidArgument.
+func New(cfg Config) (*Sender, error) {
+	cfg = cfg.withDefaults()
+	errs, caCerts := cfg.check()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s := &Sender{
+		host:     cfg.Host,
+		security: cfg.Security,
+		username: cfg.Username,
+		from:     stdmail.Address{Name: cfg.SenderName, Address: cfg.EmailAddress},
+		// A fresh connection per mail makes NOOP before and RSET after the
+		// transaction pointless round trips.
+		opts: []mail.Option{mail.WithPort(cfg.Port), mail.WithoutNoop(), mail.WithoutRset()},
+	}
+	if cfg.Security != SecurityNone {
+		s.tlsConf = tlsConfig(cfg, caCerts)
+		s.opts = append(s.opts, mail.WithTLSConfig(s.tlsConf))
+	}
+	switch cfg.Security {
+	case SecurityTLS, SecuritySSL:
+		// Our dialer does the handshake; WithSSL stops go-mail from also
+		// trying STARTTLS inside the TLS session.
+		s.opts = append(s.opts, mail.WithSSL())
+	case SecuritySTARTTLS:
+		s.opts = append(s.opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	case SecurityNone:
+		s.opts = append(s.opts, mail.WithTLSPolicy(mail.NoTLS))
+	}
+	if cfg.AuthorizationCode != "" {
+		s.opts = append(s.opts, mail.WithOpportunisticSMTPAuth(authMechs(cfg.Security)...),
+			mail.WithUsername(cfg.Username), mail.WithPassword(cfg.AuthorizationCode))
+	}
+	return s, nil
+}
+
+// tlsConfig is built once and shared by all connections; crypto/tls allows
+// that as long as nobody modifies it.
+func tlsConfig(cfg Config, caCerts []*x509.Certificate) *tls.Config {
+	conf := &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+	if cfg.Security == SecuritySSL {
+		// Go 1.26 still negotiates TLS 1.0/1.1 when asked explicitly, with
+		// ECDHE-CBC suites; servers offering only RSA key exchange do not work.
+		conf.MinVersion = tls.VersionTLS10
+	}
+	if len(caCerts) > 0 {
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			// Without system roots ca_file is all we can trust; that is
+			// what an operator with a private CA wants anyway.
+			roots = x509.NewCertPool()
+		}
+		for _, cert := range caCerts {
+			roots.AddCert(cert)
+		}
+		conf.RootCAs = roots
+	}
+	return conf
+}
+
+// Send delivers m on a fresh connection bounded by ctx. reply is the server's
+// answer to the accepted DATA, e.g. "250 2.0.0 OK: queued as 1234". Failures
+// are *StageError, or an error matching sdk.ErrInvalidArgument when m itself
+// is wrong.
+func (s *Sender) Send(ctx context.Context, m Mail) (reply string, err error) {
+	msg, err := s.message(m)
+	if err != nil {
+		return "", err
+	}
+	if err := context.Cause(ctx); err != nil {
+		return "", &StageError{Stage: StageConnect, Temporary: true, Err: err}
+	}
+	conn := &connection{}
+	defer conn.close()
+	client, smtpClient, err := s.dial(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	if err := client.SendWithSMTPClient(smtpClient, msg); err != nil {
+		return "", sendFailure(ctx, err)
+	}
+	// The server owns the mail once it accepted DATA. A failed QUIT changes
+	// nothing for the mail, and reporting it would make the caller send it
+	// twice.
+	_ = client.CloseWithSMTPClient(smtpClient)
+	if resp := msg.ServerResponse(); resp != "" {
+		return "250 " + resp, nil
+	}
+	return "250 accepted", nil
+}
+
+// message builds the MIME message, refusing header injection.
+func (s *Sender) message(m Mail) (*mail.Msg, error) {
+	if strings.ContainsAny(m.To, "\r\n") {
+		return nil, invalid("mail.to", "recipient must not contain CR or LF")
+	}
+	to, err := stdmail.ParseAddress(m.To)
+	if err != nil {
+		return nil, invalid("mail.to", "%q is not a valid email address: %v", m.To, err)
+	}
+	if strings.ContainsAny(m.Subject, "\r\n") {
+		return nil, invalid("mail.subject", "must not contain CR or LF")
+	}
+	if m.Text == "" && m.HTML == "" {
+		return nil, invalid("mail.text", "the mail has no body: set Text, HTML or both")
+	}
+
+	msg := mail.NewMsg()
+	// FromMailAddress rather than FromFormat: FromFormat pastes the name into
+	// quotes unescaped, so a name containing '"' would not parse.
+	msg.FromMailAddress(&s.from)
+	msg.ToMailAddress(to)
+	msg.Subject(m.Subject)
+	// Set now rather than at write time so that a failed RCPT already names
+	// the Message-ID in its error.
+	msg.SetMessageID()
+	msg.SetDate()
+	switch {
+	case m.Text != "" && m.HTML != "":
+		msg.SetBodyString(mail.TypeTextPlain, m.Text)
+		msg.AddAlternativeString(mail.TypeTextHTML, m.HTML)
+	case m.Text != "":
+		msg.SetBodyString(mail.TypeTextPlain, m.Text)
+	default:
+		msg.SetBodyString(mail.TypeTextHTML, m.HTML)
+	}
+	return msg, nil
+}
+
+// dial opens a fresh connection and runs greeting, EHLO, STARTTLS and AUTH.
+// Connection pooling would replace this method.
+//
+// The dialer is ours rather than go-mail's so that connect and TLS failures
+// carry their stage and so that ctx can abort the dialogue at any point:
+// go-mail v0.8.1 applies ctx to the dial only and then uses fixed deadlines.
+// The price is that go-mail does not know our connection is encrypted and its
+// AUTH auto-discovery would skip PLAIN and LOGIN, hence authMechs.
+func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smtp.Client, error) {
+	opts := slices.Concat(s.opts, []mail.Option{
+		mail.WithDialContextFunc(func(dialCtx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := s.connect(ctx, dialCtx, network, addr)
+			if err == nil {
+				conn.watch(ctx, nc)
+			}
+			return nc, err
+		}),
+		// go-mail reports the dialogue only through its debug log.
+		mail.WithDebugLog(), mail.WithLogger(&conn.dialogue),
+	})
+	if deadline, ok := ctx.Deadline(); ok {
+		// ctx bounds the whole dialogue through connection.watch. go-mail
+		// arms each step with its own socket deadline; a margin past ctx
+		// keeps it from winning the race, so the error names ctx.
+		opts = append(opts, mail.WithTimeout(max(time.Until(deadline), 0)+timeoutMargin))
+	}
+	client, err := mail.NewClient(s.host, opts...)
+	if err != nil {
+		return nil, nil, misconfigured(StageConnect, fmt.Errorf("set up the go-mail client: %w", err))
+	}
+	smtpClient, err := client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return nil, nil, handshakeFailure(ctx, s.security, s.username, &conn.dialogue, err)
+	}
+	return client, smtpClient, nil
+}
+
+// connect opens the TCP connection and, for implicit TLS, does the handshake.
+// sendCtx is the context of the whole Send, dialCtx go-mail's shorter one.
+func (s *Sender) connect(sendCtx, dialCtx context.Context, network, addr string) (net.Conn, error) {
+	var dialer net.Dialer
+	raw, err := dialer.DialContext(dialCtx, network, addr)
+	if err != nil {
+		return nil, failure(sendCtx, StageConnect,
+			fmt.Errorf("%w; check smtp.host, smtp.port and that the server is up", err))
+	}
+	if s.security != SecurityTLS && s.security != SecuritySSL {
+		return raw, nil
+	}
+	conn := tls.Client(raw, s.tlsConf)
+	if err := conn.HandshakeContext(dialCtx); err != nil {
+		_ = raw.Close()
+		if explained, ok := tlsProblem(s.security, err); ok {
+			return nil, misconfigured(StageTLS, explained)
+		}
+		return nil, failure(sendCtx, StageTLS, err)
+	}
+	return conn, nil
+}
+
+// connection is the network side of one Send. It owns the socket because
+// go-mail v0.8.1 leaves it open when the handshake fails or QUIT is refused.
+type connection struct {
+	conn     net.Conn
+	stop     func() bool // unregisters the ctx watcher
+	dialogue dialogue
+}
+
+// watch takes ownership of conn and closes it when ctx ends: closing the
+// socket is the one way to interrupt go-mail mid-command.
+func (c *connection) watch(ctx context.Context, conn net.Conn) {
+	c.conn = conn
+	c.stop = context.AfterFunc(ctx, func() { _ = conn.Close() })
+}
+
+func (c *connection) close() {
+	if c.stop != nil {
+		c.stop()
+	}
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
