@@ -94,7 +94,7 @@ func startStack() (*stack, func(), error) {
 	kratosBin := filepath.Join(root, ".cache", "kratos-"+kratosVersion)
 	mailpitBin := filepath.Join(root, ".cache", "mailpit-"+mailpitVersion, "mailpit")
 	if !isExecutable(kratosBin) || !isExecutable(mailpitBin) {
-		cmd := exec.Command(filepath.Join(root, "scripts", "deps.sh"))
+		cmd := exec.Command(filepath.Join(root, "scripts", "deps.sh"), "binaries")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, cleanup, fmt.Errorf("build Kratos and Mailpit with scripts/deps.sh: %w", err)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local stack need, once, into .cache/:
 #   Kratos v1.3.1 (built with -tags sqlite from the Go module proxy) and Mailpit.
-# `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`.
+# `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`;
+# `scripts/deps.sh binaries` builds only Kratos and Mailpit (the local stack).
 # Re-running is cheap: binaries are keyed by version and reused.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,5 +39,6 @@ build_mailpit() {
 case "${1:-all}" in
   protoc) install_protoc ;;
   all) install_protoc; build_kratos; build_mailpit ;;
-  *) echo "usage: $0 [all|protoc]" >&2; exit 2 ;;
+  binaries) build_kratos; build_mailpit ;;
+  *) echo "usage: $0 [all|protoc|binaries]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ cd "$root"
 state="$root/.stack"
 mkdir -p "$state"
 
-scripts/deps.sh
+scripts/deps.sh binaries
 make -s build
 
 KRATOS="$root/.cache/kratos-v1.3.1"
