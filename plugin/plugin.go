@@ -67,6 +67,7 @@ func (g *Gateway) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 // them (environment overrides are strings), so types are converted weakly.
 func ParseConfig(raw []byte) (Config, error) {
 	var cfg Config
+	cfg.Password.Length = password.DefaultLength
 	k := koanf.New(".")
 	if err := k.Load(rawbytes.Provider(raw), kjson.Parser()); err != nil {
 		return cfg, fmt.Errorf("%w: plugin config is not a JSON object: %v", sdk.ErrInvalidArgument, err)

@@ -115,11 +115,10 @@ func Run(t *testing.T, impl sdk.Gateway, opts Options) {
 // the host's view of it, as a host gets it from sdk.Launch.
 func Connect(t testing.TB, impl sdk.Gateway) sdk.Gateway {
 	t.Helper()
-	client, server := goplugin.TestPluginGRPCConn(t, false, sdk.PluginMap(impl))
-	t.Cleanup(func() {
-		_ = client.Close()
-		server.Stop()
-	})
+	// Closing the client asks the server to stop through go-plugin's
+	// controller; stopping the server here as well would race with that.
+	client, _ := goplugin.TestPluginGRPCConn(t, false, sdk.PluginMap(impl))
+	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(sdk.PluginName)
 	if err != nil {
 		t.Fatalf("dispense %s: %v", sdk.PluginName, err)
