@@ -1,0 +1,157 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// pluginBin is the real gateway-email-plugin, built once for this package.
+var pluginBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pluginhost-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginBin = filepath.Join(dir, "gateway-email-plugin")
+	build := exec.Command("go", "build", "-o", pluginBin, "../../plugin/cmd/gateway-email-plugin")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func pluginConfig(srv *smtptest.Server) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"smtp": {"host": "127.0.0.1", "port": %d, "email_address": %q,
+		"sender_name": "Example", "authorization_code": %q, "security": "starttls", "ca_file": %q}}`,
+		srv.Port, smtptest.User, smtptest.Password, srv.PKI.CAFile))
+}
+
+func start(t *testing.T, launch sdk.LaunchConfig, config json.RawMessage) (*Host, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	h, _, err := Start(context.Background(), launch, config, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(h.Close)
+	return h, &logs
+}
+
+func send(h *Host, subject string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := h.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "alice@example.com", Rendered: &sdk.RenderedMessage{Subject: subject, TextBody: "hi"}})
+	return err
+}
+
+func TestRealPluginDeliversOverGRPC(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.StartTLS})
+	h, _ := start(t, sdk.LaunchConfig{Path: pluginBin}, pluginConfig(srv))
+	if err := send(h, "over grpc"); err != nil {
+		t.Fatal(err)
+	}
+	st := srv.State()
+	if len(st.Mails) != 1 || len(st.Authed) != 1 {
+		t.Fatalf("server saw %d mails and %d logins, want 1 and 1", len(st.Mails), len(st.Authed))
+	}
+}
+
+// A plugin that dies is relaunched and configured again by the next call.
+func TestDeadPluginIsRelaunched(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.StartTLS})
+	h, logs := start(t, sdk.LaunchConfig{Path: pluginBin}, pluginConfig(srv))
+	first := h.Pid()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// go-plugin notices the exit asynchronously; until then a call fails
+	// as unavailable, which Kratos would retry.
+	var err error
+	for range 50 {
+		if err = send(h, "after crash"); err == nil {
+			break
+		}
+		if !errors.Is(err, sdk.ErrUnavailable) {
+			t.Fatalf("call to a dead plugin = %v, want sdk.ErrUnavailable", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("no call succeeded after the crash: %v", err)
+	}
+	if h.Restarts() != 1 || h.Pid() == first || h.Pid() == 0 {
+		t.Errorf("restarts=%d pid %d→%d, want one relaunch with a new process", h.Restarts(), first, h.Pid())
+	}
+	if len(srv.State().Mails) != 1 {
+		t.Errorf("server received %d mails, want 1", len(srv.State().Mails))
+	}
+	if !strings.Contains(logs.String(), "relaunched") {
+		t.Errorf("the relaunch was not logged:\n%s", logs)
+	}
+}
+
+func TestStartRefusesABadConfig(t *testing.T) {
+	t.Parallel()
+	_, _, err := Start(context.Background(), sdk.LaunchConfig{Path: pluginBin}, json.RawMessage(`{"smtp": {"host": ""}}`), slog.New(slog.DiscardHandler))
+	if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "smtp.host") {
+		t.Fatalf("Start = %v, want sdk.ErrInvalidArgument naming smtp.host", err)
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(pluginBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.StartTLS})
+
+	start(t, sdk.LaunchConfig{Path: pluginBin, SHA256: hex.EncodeToString(sum[:])}, pluginConfig(srv))
+
+	sum[0] ^= 0xff
+	_, _, err = Start(context.Background(), sdk.LaunchConfig{Path: pluginBin, SHA256: hex.EncodeToString(sum[:])}, pluginConfig(srv), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("Start with a wrong checksum = %v, want a checksum error", err)
+	}
+}
+
+// The plugin must not inherit the host's environment, where the secrets live.
+func TestPluginDoesNotSeeTheHostEnvironment(t *testing.T) {
+	t.Setenv("GATEWAY_SMTP__AUTHORIZATION_CODE", "host-only-secret")
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.StartTLS})
+	h, _ := start(t, sdk.LaunchConfig{Path: pluginBin, Env: []string{"SSL_CERT_DIR=/nonexistent"}}, pluginConfig(srv))
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", h.Pid()))
+	if err != nil {
+		t.Fatalf("read the plugin's environment: %v", err)
+	}
+	if bytes.Contains(environ, []byte("host-only-secret")) {
+		t.Error("the plugin inherited the host's secret")
+	}
+	if !bytes.Contains(environ, []byte("SSL_CERT_DIR=/nonexistent")) {
+		t.Errorf("the plugin lacks the environment it was given: %q", environ)
+	}
+}

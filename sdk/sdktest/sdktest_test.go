@@ -1,0 +1,94 @@
+package sdktest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// memoryPlugin is a complete in-memory Gateway built from Fake, so the kit
+// and the fake are tested together: the kit must pass a plugin that keeps
+// the contract.
+func memoryPlugin(sent *[]string) *Fake {
+	var (
+		mu         sync.Mutex
+		configured bool
+		n          atomic.Int64
+	)
+	return &Fake{
+		ConfigureF: func(_ context.Context, r *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
+			var c struct {
+				OK bool `json:"ok"`
+			}
+			if json.Unmarshal(r.Config, &c) != nil || !c.OK {
+				return nil, fmt.Errorf("%w: ok must be true", sdk.ErrInvalidArgument)
+			}
+			mu.Lock()
+			configured = true
+			mu.Unlock()
+			return &sdk.ConfigureResponse{}, nil
+		},
+		IssuePasswordF: func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
+			return &sdk.IssuePasswordResponse{Password: fmt.Sprintf("pw-%d", n.Add(1))}, nil
+		},
+		SendMessageF: func(_ context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if r.Rendered != nil {
+				*sent = append(*sent, r.Rendered.Subject)
+			}
+			return &sdk.SendMessageResponse{ServerReply: "250 ok"}, nil
+		},
+		HealthF: func(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return &sdk.HealthResponse{Configured: configured}, nil
+		},
+	}
+}
+
+func TestRunPassesAPluginThatKeepsTheContract(t *testing.T) {
+	var sent []string
+	Run(t, memoryPlugin(&sent), Options{
+		Config:        json.RawMessage(`{"ok": true}`),
+		InvalidConfig: json.RawMessage(`{"ok": false}`),
+		Recipient:     "alice@example.com",
+		Delivered: func(t *testing.T, subject string) {
+			if len(sent) == 0 || sent[len(sent)-1] != subject {
+				t.Errorf("subject %q was not delivered; sent %q", subject, sent)
+			}
+		},
+	})
+}
+
+func TestFakeDefaultsAnswerZeroValues(t *testing.T) {
+	t.Parallel()
+	gw := Connect(t, &Fake{})
+	ctx := context.Background()
+	if _, err := gw.Configure(ctx, &sdk.ConfigureRequest{}); err != nil {
+		t.Errorf("Configure: %v", err)
+	}
+	if r, err := gw.IssuePassword(ctx, &sdk.IssuePasswordRequest{}); err != nil || r.Password != "" {
+		t.Errorf("IssuePassword = %+v, %v", r, err)
+	}
+	if h, err := gw.Health(ctx, &sdk.HealthRequest{}); err != nil || h.Configured {
+		t.Errorf("Health = %+v, %v", h, err)
+	}
+}
+
+func TestErrorsCrossTheConnection(t *testing.T) {
+	t.Parallel()
+	gw := Connect(t, &Fake{SendMessageF: func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+		return nil, fmt.Errorf("smtp rcpt_to: 450 mailbox busy: %w", sdk.ErrUnavailable)
+	}})
+	_, err := gw.SendMessage(context.Background(), &sdk.SendMessageRequest{Recipient: "a@example.com", Rendered: &sdk.RenderedMessage{Subject: "s"}})
+	if !errors.Is(err, sdk.ErrUnavailable) || err.Error() != "smtp rcpt_to: 450 mailbox busy: temporarily unavailable" {
+		t.Errorf("SendMessage = %v, want the plugin's message matching sdk.ErrUnavailable", err)
+	}
+}
