@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -87,6 +88,7 @@ func startStack() (*stack, func(), error) {
 		smtpUser: "gateway@example.com",
 		smtpPass: "it-smtp-code-" + randomHex(8),
 	}
+	_ = os.RemoveAll(s.logDir)
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, cleanup, err
 	}
@@ -312,11 +314,22 @@ func writeTLS(dir string) (certFile, keyFile, caFile string, err error) {
 // hostOptions change the gateway config of one test.
 type hostOptions struct {
 	enabled bool
+	// smtpPort overrides Mailpit's port, e.g. with a closed one.
+	smtpPort int
 }
 
 // startHost runs `gateway serve` with a config written for this stack and
 // stops it when the test ends.
 func startHost(t *testing.T, o hostOptions) *syncBuffer {
+	t.Helper()
+	logs, stop := runHost(t, o)
+	t.Cleanup(stop)
+	return logs
+}
+
+// runHost is startHost for tests that stop the host themselves (stop is
+// safe to call more than once).
+func runHost(t *testing.T, o hostOptions) (*syncBuffer, func()) {
 	t.Helper()
 	cfg := fmt.Sprintf(`enabled: %t
 listen: %s
@@ -342,12 +355,17 @@ smtp:
   security: tls
   ca_file: %s
 `, o.enabled, env.hostAddr, env.apiKey, env.kratosAdmin, env.kratosPublic, env.pluginBin, env.smtpPort, env.smtpUser, env.caFile)
+	if o.smtpPort != 0 {
+		cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", o.smtpPort), 1)
+	}
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	logFile, err := os.Create(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"))
+	// Appending keeps the logs of every host a test started.
+	logFile, err := os.OpenFile(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"),
+		os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,13 +380,17 @@ smtp:
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		logFile.Close()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			_ = cmd.Wait()
+			logFile.Close()
+		})
+	}
 	if err := waitHTTP("http://"+env.hostAddr+"/health/ready", 30*time.Second); err != nil {
+		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
-	return &logs
+	return &logs, stop
 }
