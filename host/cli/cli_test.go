@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// pluginBin is the real gateway-email-plugin, built once for this package.
+var pluginBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginBin = filepath.Join(dir, "gateway-email-plugin")
+	if out, err := exec.Command("go", "build", "-o", pluginBin, "../../plugin/cmd/gateway-email-plugin").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(args []string, environ ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := Run(context.Background(), Env{Args: args, Environ: environ, Stdout: &stdout, Stderr: &stderr})
+	return code, stdout.String(), stderr.String()
+}
+
+const shipped = "../../configs/gateway.yaml"
+
+func TestConfigCheck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		environ    []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{
+			name:       "shipped config without its secret",
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin},
+			wantCode:   1,
+			wantStderr: "webhook.api_key: required",
+		},
+		{
+			name:       "shipped config with its secret",
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"},
+			wantCode:   0,
+			wantStdout: "configs/gateway.yaml: ok",
+		},
+		{
+			name:       "plugin sections are checked by the plugin",
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", "GATEWAY_SMTP__SENDER_NAME="},
+			wantCode:   1,
+			wantStderr: "smtp.sender_name",
+		},
+		{
+			name:       "insecure mode warns",
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", "GATEWAY_SMTP__SECURITY=ssl"},
+			wantCode:   0,
+			wantStdout: "warning: smtp.security is ssl",
+		},
+		{
+			name:       "missing plugin binary",
+			environ:    []string{"GATEWAY_PLUGIN__PATH=/nonexistent/plugin", "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"},
+			wantCode:   1,
+			wantStderr: "start plugin /nonexistent/plugin",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := run([]string{"config", "check", "--config", shipped}, tt.environ...)
+			if code != tt.wantCode || !strings.Contains(stdout, tt.wantStdout) || !strings.Contains(stderr, tt.wantStderr) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d with %q / %q", code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
+			}
+		})
+	}
+}
+
+func TestServeRefusesAnInvalidConfig(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run([]string{"serve", "--config", shipped}, "GATEWAY_PASSWORD__TTL=1s")
+	if code != 1 || !strings.Contains(stderr, "password.ttl") || !strings.Contains(stderr, "webhook.api_key") {
+		t.Fatalf("exit %d, stderr %q; want 1 naming password.ttl and webhook.api_key", code, stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{nil, {"bogus"}, {"serve"}, {"config", "check"}} {
+		if code, _, stderr := run(args); code != 2 || stderr == "" {
+			t.Errorf("gateway %q: exit %d, stderr %q; want 2 with usage", args, code, stderr)
+		}
+	}
+	if code, stdout, _ := run([]string{"help"}); code != 0 || !strings.Contains(stdout, "gateway serve --config FILE") {
+		t.Errorf("gateway help: exit %d, %q", code, stdout)
+	}
+}
