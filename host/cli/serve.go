@@ -13,6 +13,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
@@ -46,7 +47,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
 	resets := recovery.New(kratos, plugin, time.Now, log)
-	srv := httpapi.New(func() *config.Config { return cfg }, resets, plugin, []httpapi.Check{
+	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
 			if err != nil {
@@ -58,7 +59,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 			return nil
 		}},
 		{Name: "kratos", Run: kratos.Ready},
-	}, log)
+	}
+	srv := httpapi.New(httpapi.Deps{
+		Config:   func() *config.Config { return cfg },
+		Reset:    resets,
+		Send:     plugin,
+		Sessions: kratospublic.New(cfg.Kratos.PublicURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
+		Ready:    checks,
+		Now:      time.Now,
+		Log:      log,
+	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -75,6 +75,8 @@ type Password struct {
 	Length int `koanf:"length"`
 	// TTL is how long a temporary password may log in.
 	TTL time.Duration `koanf:"ttl"`
+	// Cooldown is the least time between two mailed resets of one identity.
+	Cooldown time.Duration `koanf:"cooldown"`
 	// RevokeSessions ends the identity's sessions when a password is reset.
 	RevokeSessions bool `koanf:"revoke_sessions"`
 }
@@ -104,6 +106,7 @@ func defaults() map[string]any {
 		"plugin.path":              "bin/gateway-email-plugin",
 		"password.length":          16,
 		"password.ttl":             "1h",
+		"password.cooldown":        "60s",
 		"password.revoke_sessions": true,
 		"log.format":               "json",
 		"log.level":                "info",
@@ -229,8 +232,11 @@ func (c *Config) Validate() error {
 	if s := c.Plugin.SHA256; s != "" && (len(s) != 64 || strings.Trim(strings.ToLower(s), "0123456789abcdef") != "") {
 		add("plugin.sha256: must be 64 hex characters (sha256sum of the plugin binary) or empty")
 	}
-	if c.Password.TTL < time.Minute || c.Password.TTL > 7*24*time.Hour {
-		add("password.ttl: %s is outside 1m..168h", c.Password.TTL)
+	if c.Password.TTL < time.Second || c.Password.TTL > 7*24*time.Hour {
+		add("password.ttl: %s is outside 1s..168h", c.Password.TTL)
+	}
+	if c.Password.Cooldown < 0 || c.Password.Cooldown > 24*time.Hour {
+		add("password.cooldown: %s is outside 0s..24h (0s turns it off)", c.Password.Cooldown)
 	}
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q is not json or text", c.Log.Format)

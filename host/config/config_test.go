@@ -36,7 +36,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			SettingsUIURL: "http://127.0.0.1:4455/settings",
 		},
 		Plugin:   Plugin{Path: "bin/gateway-email-plugin"},
-		Password: Password{Length: 16, TTL: time.Hour, RevokeSessions: true},
+		Password: Password{Length: 16, TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true},
 		Log:      Log{Format: "json", Level: "info"},
 		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second},
 	}
@@ -94,7 +94,8 @@ func TestParseRefuses(t *testing.T) {
 		{"bad listen", minimal + "listen: nope", nil, "listen:"},
 		{"relative admin url", minimal + "kratos: {admin_url: /admin}", nil, "kratos.admin_url:"},
 		{"bad sha256", minimal + "plugin: {sha256: abc}", nil, "plugin.sha256:"},
-		{"ttl too short", minimal + "password: {ttl: 1s}", nil, "password.ttl:"},
+		{"ttl too short", minimal + "password: {ttl: 500ms}", nil, "password.ttl:"},
+		{"negative cooldown", minimal + "password: {cooldown: -1s}", nil, "password.cooldown:"},
 		{"ttl not a duration", minimal, []string{"GATEWAY_PASSWORD__TTL=soon"}, "ttl"},
 		{"log format", minimal + "log: {format: xml}", nil, "log.format:"},
 		{"zero timeout", minimal + "timeouts: {kratos: 0s}", nil, "timeouts.kratos:"},

@@ -1,5 +1,5 @@
-// Package httpapi serves the host's HTTP endpoints: Kratos's courier delivery
-// and the health probes.
+// Package httpapi serves the host's HTTP endpoints: Kratos's courier
+// delivery and web hooks, the forward-auth gate, and the health probes.
 package httpapi
 
 import (
@@ -26,7 +26,7 @@ const MaxBodyBytes = 1 << 20
 
 // Resetter performs a recovery reset.
 type Resetter interface {
-	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) error
+	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error)
 }
 
 // Sender delivers a mail Kratos rendered.
@@ -40,19 +40,33 @@ type Check struct {
 	Run  func(ctx context.Context) error
 }
 
-// Server holds the handlers' dependencies.
-type Server struct {
-	config func() *config.Config
-	reset  Resetter
-	send   Sender
-	ready  []Check
-	log    *slog.Logger
+// Deps are the Server's collaborators.
+type Deps struct {
+	// Config is called once per request for the current snapshot, so a
+	// reload applies to the next message.
+	Config   func() *config.Config
+	Reset    Resetter
+	Send     Sender
+	Sessions Sessions
+	Ready    []Check
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
-// New returns a Server; config is called once per request for the current
-// snapshot, so a reload applies to the next message.
-func New(cfg func() *config.Config, reset Resetter, send Sender, ready []Check, log *slog.Logger) *Server {
-	return &Server{config: cfg, reset: reset, send: send, ready: ready, log: log}
+// Server holds the handlers' dependencies.
+type Server struct {
+	config   func() *config.Config
+	reset    Resetter
+	send     Sender
+	sessions Sessions
+	ready    []Check
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// New returns a Server.
+func New(d Deps) *Server {
+	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready, now: d.Now, log: d.Log}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with
@@ -60,6 +74,9 @@ func New(cfg func() *config.Config, reset Resetter, send Sender, ready []Check, 
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /courier", s.authenticated(http.HandlerFunc(s.courier)))
+	mux.Handle("POST /hooks/login", s.authenticated(http.HandlerFunc(s.loginHook)))
+	mux.Handle("POST /hooks/settings", s.authenticated(http.HandlerFunc(s.settingsHook)))
+	mux.HandleFunc("GET /gate", s.gate)
 	mux.HandleFunc("GET /health/alive", s.alive)
 	mux.HandleFunc("GET /health/ready", s.readiness)
 	return mux
@@ -97,12 +114,15 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("template_type", msg.TemplateType)
 
 	if isRecovery(msg.TemplateType) && cfg.Enabled {
-		err := s.reset.Reset(r.Context(), recovery.Request{
-			IdentityID: msg.TemplateData.Identity.ID,
+		identityID := msg.TemplateData.Identity.ID
+		outcome, err := s.reset.Reset(r.Context(), recovery.Request{
+			IdentityID: identityID,
 			Recipient:  msg.Recipient,
 			Trigger:    "self-service",
+			MessageKey: recovery.MessageKey(cfg.Webhook.APIKey, identityID, msg.TemplateData.RecoveryCode+msg.TemplateData.RecoveryURL),
 		}, recovery.Policy{
 			TTL:            cfg.Password.TTL,
+			Cooldown:       cfg.Password.Cooldown,
 			RevokeSessions: cfg.Password.RevokeSessions,
 			LoginURL:       cfg.Kratos.LoginUIURL,
 			KratosTimeout:  cfg.Timeouts.Kratos,
@@ -115,7 +135,9 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			writeError(w, status, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "temporary_password"})
+		// Duplicates and cooldowns are answered 2xx too: a retry would change
+		// nothing, and the mail the user already has stays valid.
+		writeJSON(w, http.StatusOK, map[string]string{"status": string(outcome), "delivery": "temporary_password"})
 		return
 	}
 

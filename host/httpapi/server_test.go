@@ -38,12 +38,15 @@ type recorder struct {
 	sendErr  error
 }
 
-func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.Policy) error {
+func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resets = append(r.resets, req)
 	r.policies = append(r.policies, pol)
-	return r.resetErr
+	if r.resetErr != nil {
+		return "", r.resetErr
+	}
+	return recovery.OutcomeSent, nil
 }
 
 func (r *recorder) sender() *sdktest.Fake {
@@ -62,8 +65,8 @@ func testConfig(enabled bool) *config.Config {
 	return &config.Config{
 		Enabled:  enabled,
 		Webhook:  config.Webhook{APIKey: apiKey},
-		Kratos:   config.Kratos{LoginUIURL: "http://127.0.0.1:4455/login"},
-		Password: config.Password{TTL: time.Hour, RevokeSessions: true},
+		Kratos:   config.Kratos{LoginUIURL: "http://127.0.0.1:4455/login", SettingsUIURL: "http://127.0.0.1:4455/settings"},
+		Password: config.Password{TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true},
 		Timeouts: config.Timeouts{Kratos: time.Second, SMTP: time.Second},
 	}
 }
@@ -72,7 +75,15 @@ func newServer(t *testing.T, enabled bool, rec *recorder, checks ...Check) (http
 	t.Helper()
 	var logs bytes.Buffer
 	cfg := testConfig(enabled)
-	s := New(func() *config.Config { return cfg }, rec, rec.sender(), checks, slog.New(slog.NewJSONHandler(&logs, nil)))
+	s := New(Deps{
+		Config:   func() *config.Config { return cfg },
+		Reset:    rec,
+		Send:     rec.sender(),
+		Sessions: rec,
+		Ready:    checks,
+		Now:      func() time.Time { return testNow },
+		Log:      slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
 	return s.Handler(), &logs
 }
 
@@ -117,11 +128,12 @@ func TestRecoveryBecomesAReset(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service"}}
+	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service",
+		MessageKey: recovery.MessageKey(apiKey, "6da9db03-4d06-4da9-9684-9133a883a5fa", "693553")}}
 	if diff := cmp.Diff(want, rec.resets); diff != "" {
 		t.Errorf("resets (-want +got):\n%s", diff)
 	}
-	wantPol := recovery.Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	wantPol := recovery.Policy{TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
 	if diff := cmp.Diff(wantPol, rec.policies[0]); diff != "" {
 		t.Errorf("policy (-want +got):\n%s", diff)
 	}

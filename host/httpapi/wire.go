@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,12 +24,72 @@ type courierMessage struct {
 
 type templateData struct {
 	Identity *identityRef `json:"identity"`
+	// RecoveryCode is set for recovery_code_valid, RecoveryURL for
+	// recovery_valid; with the identity they identify the message.
+	RecoveryCode string `json:"recovery_code"`
+	RecoveryURL  string `json:"recovery_url"`
 }
 
 // identityRef is Kratos's identity as it appears in template data and web
 // hook bodies; the gateway reads the id and looks the rest up itself.
 type identityRef struct {
 	ID string `json:"id"`
+}
+
+// hookBody is what the login and settings web hooks send with
+// `function(ctx) { identity: ctx.identity }` (or the whole ctx): Kratos's
+// identity (selfservice/hook/web_hook.go templateContext.Identity). Other
+// fields are ignored.
+type hookBody struct {
+	Identity *hookIdentity `json:"identity"`
+}
+
+type hookIdentity struct {
+	ID string `json:"id"`
+	// MetadataPublic stays raw to tell an absent key from a null one.
+	MetadataPublic json.RawMessage `json:"metadata_public"`
+}
+
+// settingsReply is a 200 answer to a web hook with response.parse: Kratos
+// replaces the identity's metadata_public with this one before it persists
+// the new password (parseWebhookResponse).
+type settingsReply struct {
+	Identity *settingsIdentity `json:"identity,omitempty"`
+}
+
+type settingsIdentity struct {
+	MetadataPublic map[string]any `json:"metadata_public"`
+}
+
+// hookError is the body of a refusing web hook that Kratos shows in the
+// flow's UI (web_hook.go rawHookResponse / errorMessage / detailedMessage).
+type hookError struct {
+	Messages []hookErrorMessages `json:"messages"`
+}
+
+type hookErrorMessages struct {
+	InstancePtr string          `json:"instance_ptr"`
+	Messages    []hookErrorText `json:"messages"`
+}
+
+type hookErrorText struct {
+	ID   int    `json:"id"`
+	Text string `json:"text"`
+	Type string `json:"type"`
+}
+
+// textExpired uses Kratos's id for a generic validation error, so UIs that
+// translate by id still show it as an error.
+const (
+	idValidationGeneric = 4000001
+	textExpired         = "Your temporary password has expired. Request a new one with \"Forgot password\"."
+)
+
+func newHookError(text string) hookError {
+	return hookError{Messages: []hookErrorMessages{{
+		InstancePtr: "#/",
+		Messages:    []hookErrorText{{ID: idValidationGeneric, Text: text, Type: "error"}},
+	}}}
 }
 
 // Recovery template types (courier/template/type.go): the code method and the
@@ -42,7 +103,10 @@ func isRecovery(templateType string) bool {
 	return templateType == templateRecoveryCodeValid || templateType == templateRecoveryValid
 }
 
-var errBadMessage = errors.New("bad courier message")
+var (
+	errBadMessage  = errors.New("bad courier message")
+	errBadMetadata = errors.New("identity.metadata_public is not a JSON object")
+)
 
 // validate names the first problem; each is something Kratos's body template
 // or a caller got wrong, so a retry would not help.

@@ -87,6 +87,22 @@ func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate
 	return nil
 }
 
+// SetAdminValue sets one value under metadata_admin with a JSON Patch, so
+// the write cannot undo a concurrent change to traits or other metadata.
+// path names the keys below metadata_admin, which must exist but the last.
+func (c *Client) SetAdminValue(ctx context.Context, id string, path []string, value any) error {
+	pointer := "/metadata_admin"
+	for _, p := range path {
+		pointer += "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(p)
+	}
+	patch := []kratos.JsonPatch{{Op: "add", Path: pointer, Value: value}}
+	_, resp, err := c.api.IdentityAPI.PatchIdentity(ctx, id).JsonPatch(patch).Execute()
+	if err != nil {
+		return classify("patch identity "+id, resp, err)
+	}
+	return nil
+}
+
 // RevokeSessions ends every session of the identity.
 func (c *Client) RevokeSessions(ctx context.Context, id string) error {
 	resp, err := c.api.IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()

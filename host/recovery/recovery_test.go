@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,10 +35,27 @@ func (f *identities) Identity(_ context.Context, id string) (*kratosadmin.Identi
 	return i, nil
 }
 
-func (f *identities) SetPassword(_ context.Context, _ *kratosadmin.Identity, u kratosadmin.PasswordUpdate) error {
+func (f *identities) SetPassword(_ context.Context, id *kratosadmin.Identity, u kratosadmin.PasswordUpdate) error {
 	*f.calls = append(*f.calls, "set")
 	f.updates = append(f.updates, u)
-	return f.setErr
+	if f.setErr != nil {
+		return f.setErr
+	}
+	// Kratos stores what the PUT carried.
+	stored := *f.byID[id.ID]
+	stored.MetadataPublic, stored.MetadataAdmin = u.MetadataPublic, u.MetadataAdmin
+	f.byID[id.ID] = &stored
+	return nil
+}
+
+func (f *identities) SetAdminValue(_ context.Context, id string, path []string, value any) error {
+	*f.calls = append(*f.calls, "mark")
+	m := f.byID[id].MetadataAdmin
+	for _, p := range path[:len(path)-1] {
+		m = m[p].(map[string]any)
+	}
+	m[path[len(path)-1]] = value
+	return nil
 }
 
 func (f *identities) RevokeSessions(context.Context, string) error {
@@ -89,22 +107,22 @@ var policy = Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://ui/l
 func TestResetWritesBeforeItMails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
-	if err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service"}, policy); err != nil {
+	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", MessageKey: "k1"}, policy); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "mark"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 	wantUpdate := kratosadmin.PasswordUpdate{
 		Password:       "Tmp-Pass-2345-xyz",
 		MetadataPublic: map[string]any{"plan": "pro", KeyChangeRequired: true, KeyExpiresAt: "2026-11-26T22:00:00Z"},
-		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z"}},
+		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z", KeyMessage: "k1"}},
 	}
-	if diff := cmp.Diff(wantUpdate, f.ids.updates[0]); diff != "" {
+	if diff := cmp.Diff(wantUpdate, f.ids.updates[0], cmpIgnoreMailedAt); diff != "" {
 		t.Errorf("update (-want +got):\n%s", diff)
 	}
-	if got := f.ids.byID["id-1"].MetadataPublic; len(got) != 1 {
-		t.Errorf("the identity read from Kratos was modified in place: %v", got)
+	if got := asMap(f.ids.byID["id-1"].MetadataAdmin[KeyAdmin])[KeyMailedAt]; got != "2026-11-26T21:00:00Z" {
+		t.Errorf("mailed_at = %v, want the time the mail was accepted", got)
 	}
 	p := f.sent[0].Password
 	if p == nil || p.Password != "Tmp-Pass-2345-xyz" || !p.ExpiresAt.Equal(now.Add(time.Hour)) || p.LoginURL != "http://ui/login" || string(p.IdentityTraits) != `{"email":"alice@example.com"}` {
@@ -120,10 +138,10 @@ func TestResetWithoutSessionRevocation(t *testing.T) {
 	f := newFixture(nil)
 	pol := policy
 	pol.RevokeSessions = false
-	if err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
+	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "send"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "mark"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 }
@@ -143,7 +161,7 @@ func TestResetRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(nil)
-			err := f.svc.Reset(context.Background(), tt.req, policy)
+			_, err := f.svc.Reset(context.Background(), tt.req, policy)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Reset = %v, want %v", err, tt.wantErr)
 			}
@@ -157,18 +175,152 @@ func TestResetRefusals(t *testing.T) {
 func TestResetFailuresAreReported(t *testing.T) {
 	t.Parallel()
 	f := newFixture(fmt.Errorf("smtp connect: refused: %w", sdk.ErrUnavailable))
-	err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
+	_, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
 	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "send temporary password mail: smtp connect") {
 		t.Fatalf("Reset = %v, want the SMTP stage and sdk.ErrUnavailable", err)
 	}
 
 	f = newFixture(nil)
 	f.ids.setErr = fmt.Errorf("update identity: %w", kratosadmin.ErrUnavailable)
-	err = f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
+	_, err = f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
 	if !errors.Is(err, kratosadmin.ErrUnavailable) {
 		t.Fatalf("Reset = %v, want kratosadmin.ErrUnavailable", err)
 	}
 	if len(f.sent) != 0 {
 		t.Errorf("a password that was never set was mailed")
 	}
+}
+
+// The mark is written after the update, so the update never carries it.
+var cmpIgnoreMailedAt = cmp.FilterPath(func(p cmp.Path) bool {
+	return strings.Contains(p.GoString(), KeyMailedAt)
+}, cmp.Ignore())
+
+func TestCooldownAndDuplicates(t *testing.T) {
+	t.Parallel()
+	alice := func(key string) Request {
+		return Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", MessageKey: key}
+	}
+	tests := []struct {
+		name     string
+		first    Request
+		failSend bool // the first attempt's mail is not accepted
+		after    time.Duration
+		cooldown time.Duration
+		second   Request
+		want     Outcome
+	}{
+		{"retry of a handled message", alice("k1"), false, time.Second, time.Minute, alice("k1"), OutcomeDuplicate},
+		{"retry of a handled message after the cooldown", alice("k1"), false, time.Hour, time.Minute, alice("k1"), OutcomeDuplicate},
+		{"new recovery inside the cooldown", alice("k1"), false, time.Second, time.Minute, alice("k2"), OutcomeCooldown},
+		{"new recovery after the cooldown", alice("k1"), false, 61 * time.Second, time.Minute, alice("k2"), OutcomeSent},
+		{"cooldown off", alice("k1"), false, time.Second, 0, alice("k2"), OutcomeSent},
+		{"retry after a failed mail", alice("k1"), true, time.Second, time.Minute, alice("k1"), OutcomeSent},
+		{"new recovery after a failed mail", alice("k1"), true, time.Second, time.Minute, alice("k2"), OutcomeSent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var sendErr error
+			if tt.failSend {
+				sendErr = fmt.Errorf("smtp data: %w", sdk.ErrUnavailable)
+			}
+			f := newFixture(sendErr)
+			clock := now
+			f.svc.now = func() time.Time { return clock }
+			pol := policy
+			pol.Cooldown = tt.cooldown
+			if _, err := f.svc.Reset(context.Background(), tt.first, pol); (err != nil) != tt.failSend {
+				t.Fatalf("first Reset: %v", err)
+			}
+			f.svc.mail.(*sdktest.Fake).SendMessageF = func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+				f.calls = append(f.calls, "send")
+				return &sdk.SendMessageResponse{}, nil
+			}
+			clock = now.Add(tt.after)
+			updates := len(f.ids.updates)
+			got, err := f.svc.Reset(context.Background(), tt.second, pol)
+			if err != nil || got != tt.want {
+				t.Fatalf("second Reset = %q, %v; want %q", got, err, tt.want)
+			}
+			if changed := len(f.ids.updates) > updates; changed != (tt.want == OutcomeSent) {
+				t.Errorf("second Reset changed the password: %v, want %v", changed, tt.want == OutcomeSent)
+			}
+		})
+	}
+}
+
+// Concurrent recoveries of one identity in one process run one at a time,
+// so the password Kratos holds at the end is the one in the last mail sent.
+func TestConcurrentResetsMailTheLastPassword(t *testing.T) {
+	t.Parallel()
+	f := newFixture(nil)
+	var (
+		mu       sync.Mutex
+		n        int
+		lastSent string
+	)
+	fake := f.svc.mail.(*sdktest.Fake)
+	fake.IssuePasswordF = func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return &sdk.IssuePasswordResponse{Password: fmt.Sprintf("pw-%d", n)}, nil
+	}
+	fake.SendMessageF = func(_ context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+		time.Sleep(time.Millisecond) // widen the window a missing lock would leave open
+		mu.Lock()
+		defer mu.Unlock()
+		lastSent = r.Password.Password
+		return &sdk.SendMessageResponse{}, nil
+	}
+	var ids sync.Mutex
+	f.svc.ids = lockedIdentities{ids: f.ids, mu: &ids}
+	pol := policy
+	pol.Cooldown = 0
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			_, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com", MessageKey: fmt.Sprint(i)}, pol)
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	last := f.ids.updates[len(f.ids.updates)-1].Password
+	if last != lastSent {
+		t.Errorf("Kratos holds %s but the last mail carried %s", last, lastSent)
+	}
+}
+
+// lockedIdentities makes the in-memory Kratos safe for concurrent use
+// without ordering the callers, as the real one is.
+type lockedIdentities struct {
+	ids *identities
+	mu  *sync.Mutex
+}
+
+func (l lockedIdentities) Identity(ctx context.Context, id string) (*kratosadmin.Identity, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids.Identity(ctx, id)
+}
+
+func (l lockedIdentities) SetPassword(ctx context.Context, id *kratosadmin.Identity, u kratosadmin.PasswordUpdate) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids.SetPassword(ctx, id, u)
+}
+
+func (l lockedIdentities) SetAdminValue(ctx context.Context, id string, path []string, v any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids.SetAdminValue(ctx, id, path, v)
+}
+
+func (l lockedIdentities) RevokeSessions(ctx context.Context, id string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids.RevokeSessions(ctx, id)
 }

@@ -1,0 +1,109 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+)
+
+// loginHook refuses a login while the identity's temporary password has
+// expired. Kratos calls it after a password login with can_interrupt, so any
+// non-2xx answer blocks the login: a body the gateway cannot read is logged
+// and let through, because failing closed there would block every login of
+// every user. It fails closed only for an identity it knows to carry an
+// expired temporary password.
+func (s *Server) loginHook(w http.ResponseWriter, r *http.Request) {
+	var body hookBody
+	if status, err := readJSON(w, r, &body); err != nil {
+		s.log.Error("login hook: unreadable body; login allowed", "error", err.Error(), "status_if_strict", status)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed", "warning": err.Error()})
+		return
+	}
+	if body.Identity == nil || body.Identity.ID == "" {
+		s.log.Error("login hook: body has no identity; login allowed. Pass ctx.identity in the hook body (configs/kratos/login-hook.jsonnet)")
+		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed", "warning": "body has no identity"})
+		return
+	}
+	meta, err := metadataObject(body.Identity.MetadataPublic)
+	if err != nil {
+		s.log.Error("login hook: unreadable metadata_public; login allowed", "identity_id", body.Identity.ID, "error", err.Error())
+		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed"})
+		return
+	}
+	if meta[recovery.KeyChangeRequired] != true {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed"})
+		return
+	}
+	expiresAt, err := time.Parse(time.RFC3339, asString(meta[recovery.KeyExpiresAt]))
+	if err != nil {
+		s.log.Error("login hook: temporary password without a readable expiry; login allowed",
+			"identity_id", body.Identity.ID, "key", "metadata_public."+recovery.KeyExpiresAt)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed"})
+		return
+	}
+	if !s.now().Before(expiresAt) {
+		s.log.Warn("login refused: temporary password expired", "event", "login_refused", "identity_id", body.Identity.ID,
+			"expired_at", expiresAt.Format(time.RFC3339))
+		writeJSON(w, http.StatusForbidden, newHookError(textExpired))
+		return
+	}
+	s.log.Info("login with a temporary password; a new password is required", "identity_id", body.Identity.ID,
+		"expires_at", expiresAt.Format(time.RFC3339))
+	writeJSON(w, http.StatusOK, map[string]string{"status": "allowed", "password_change_required": "true"})
+}
+
+// settingsHook runs before Kratos persists a new password (settings after
+// password web hook with response.parse): the answer's metadata_public,
+// without the change-required keys, is written in the same identity write as
+// the password.
+func (s *Server) settingsHook(w http.ResponseWriter, r *http.Request) {
+	var body hookBody
+	if status, err := readJSON(w, r, &body); err != nil {
+		s.log.Warn("settings hook refused", "error", err.Error(), "status", status)
+		writeError(w, status, err.Error())
+		return
+	}
+	if body.Identity == nil || body.Identity.ID == "" {
+		writeError(w, http.StatusBadRequest, "body has no identity: pass ctx.identity (configs/kratos/settings-hook.jsonnet)")
+		return
+	}
+	if body.Identity.MetadataPublic == nil {
+		writeError(w, http.StatusBadRequest, "identity.metadata_public is missing: pass the whole ctx.identity, or other metadata would be lost")
+		return
+	}
+	meta, err := metadataObject(body.Identity.MetadataPublic)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	_, flagged := meta[recovery.KeyChangeRequired]
+	_, expiring := meta[recovery.KeyExpiresAt]
+	if !flagged && !expiring {
+		writeJSON(w, http.StatusOK, settingsReply{})
+		return
+	}
+	delete(meta, recovery.KeyChangeRequired)
+	delete(meta, recovery.KeyExpiresAt)
+	s.log.Info("new password set; change-required flag cleared", "event", "password_changed", "identity_id", body.Identity.ID)
+	writeJSON(w, http.StatusOK, settingsReply{Identity: &settingsIdentity{MetadataPublic: meta}})
+}
+
+// metadataObject reads Kratos's metadata_public, which is null or an object.
+func metadataObject(raw json.RawMessage) (map[string]any, error) {
+	meta := map[string]any{}
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return meta, nil
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return nil, errBadMetadata
+	}
+	return meta, nil
+}
+
+func asString(v any) string {
+	s, _ := v.(string)
+	return s
+}

@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
+)
+
+var testNow = time.Date(2026, 11, 26, 21, 30, 0, 0, time.UTC)
+
+// Session makes the recorder the gate's session source: the cookie or token
+// names the session the test wants.
+func (r *recorder) Session(_ context.Context, cookie, token string) (*kratospublic.Session, error) {
+	switch cookie + token {
+	case "":
+		return nil, kratospublic.ErrNoSession
+	case "ory_kratos_session=must-change", "tok-must-change":
+		return &kratospublic.Session{IdentityID: "id-1", MetadataPublic: map[string]any{"password_change_required": true}}, nil
+	case "ory_kratos_session=fine", "tok-fine":
+		return &kratospublic.Session{IdentityID: "id-2", MetadataPublic: map[string]any{"plan": "pro"}}, nil
+	case "kratos-down":
+		return nil, errors.New("dial tcp: connection refused")
+	default:
+		return nil, kratospublic.ErrNoSession
+	}
+}
+
+// loginBody is the captured Kratos v1.3.1 login hook body with its
+// metadata_public replaced.
+func loginBody(t *testing.T, meta any) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/hook-login-after-password.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["identity"].(map[string]any)["metadata_public"] = meta
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func hook(h http.Handler, path, auth string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestLoginHook(t *testing.T) {
+	t.Parallel()
+	fresh := testNow.Add(time.Minute).Format(time.RFC3339)
+	expired := testNow.Add(-time.Second).Format(time.RFC3339)
+	tests := []struct {
+		name       string
+		auth       string
+		body       func(t *testing.T) []byte
+		wantStatus int
+		wantBody   string
+	}{
+		{"no flag", "Bearer " + apiKey, func(t *testing.T) []byte { return loginBody(t, nil) }, 200, `"allowed"`},
+		{"fresh temporary password", "Bearer " + apiKey, func(t *testing.T) []byte {
+			return loginBody(t, map[string]any{"password_change_required": true, "temporary_password_expires_at": fresh})
+		}, 200, `"password_change_required":"true"`},
+		{"expired temporary password", "Bearer " + apiKey, func(t *testing.T) []byte {
+			return loginBody(t, map[string]any{"password_change_required": true, "temporary_password_expires_at": expired})
+		}, 403, `{"messages":[{"instance_ptr":"#/","messages":[{"id":4000001,"text":"Your temporary password has expired. Request a new one with \"Forgot password\".","type":"error"}]}]}`},
+		{"expiry exactly now", "Bearer " + apiKey, func(t *testing.T) []byte {
+			return loginBody(t, map[string]any{"password_change_required": true, "temporary_password_expires_at": testNow.Format(time.RFC3339)})
+		}, 403, "expired"},
+		{"no API key", "", func(t *testing.T) []byte { return loginBody(t, nil) }, 401, "API key"},
+		// Fail open: a body the gateway cannot read never blocks a login.
+		{"not JSON", "Bearer " + apiKey, func(*testing.T) []byte { return []byte("nope") }, 200, `"warning"`},
+		{"no identity", "Bearer " + apiKey, func(*testing.T) []byte { return []byte(`{"flow_id":"x"}`) }, 200, "no identity"},
+		{"metadata not an object", "Bearer " + apiKey, func(t *testing.T) []byte { return loginBody(t, []int{1}) }, 200, "allowed"},
+		{"flag without expiry", "Bearer " + apiKey, func(t *testing.T) []byte {
+			return loginBody(t, map[string]any{"password_change_required": true})
+		}, 200, "allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, _ := newServer(t, true, &recorder{})
+			w := hook(h, "/hooks/login", tt.auth, tt.body(t))
+			if w.Code != tt.wantStatus || !strings.Contains(w.Body.String(), tt.wantBody) {
+				t.Fatalf("HTTP %d %s, want %d containing %s", w.Code, w.Body, tt.wantStatus, tt.wantBody)
+			}
+		})
+	}
+}
+
+func TestSettingsHookClearsOnlyTheFlag(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		body       string
+		wantStatus int
+		want       string
+	}{
+		{
+			name:       "flag cleared, other keys kept",
+			body:       `{"identity":{"id":"id-1","metadata_public":{"password_change_required":true,"temporary_password_expires_at":"2026-11-26T22:00:00Z","plan":"pro"}}}`,
+			wantStatus: 200,
+			want:       `{"identity":{"metadata_public":{"plan":"pro"}}}`,
+		},
+		{
+			name:       "flag cleared, nothing else",
+			body:       `{"identity":{"id":"id-1","metadata_public":{"password_change_required":true,"temporary_password_expires_at":"2026-11-26T22:00:00Z"}}}`,
+			wantStatus: 200,
+			want:       `{"identity":{"metadata_public":{}}}`,
+		},
+		{
+			name:       "no flag: no change",
+			body:       `{"identity":{"id":"id-1","metadata_public":null}}`,
+			wantStatus: 200,
+			want:       `{}`,
+		},
+		{"no identity", `{"flow":{}}`, 400, "no identity"},
+		{"metadata missing", `{"identity":{"id":"id-1"}}`, 400, "metadata_public is missing"},
+		{"metadata not an object", `{"identity":{"id":"id-1","metadata_public":"x"}}`, 400, "not a JSON object"},
+		{"wrong type", `{"identity":{"id":7}}`, 400, "field identity.id must be a JSON string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, _ := newServer(t, true, &recorder{})
+			w := hook(h, "/hooks/settings", "Bearer "+apiKey, []byte(tt.body))
+			if w.Code != tt.wantStatus {
+				t.Fatalf("HTTP %d %s, want %d", w.Code, w.Body, tt.wantStatus)
+			}
+			got := strings.TrimSpace(w.Body.String())
+			if tt.wantStatus == 200 {
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("reply (-want +got):\n%s", diff)
+				}
+			} else if !strings.Contains(got, tt.want) {
+				t.Errorf("reply %s does not say %q", got, tt.want)
+			}
+		})
+	}
+	h, _ := newServer(t, true, &recorder{})
+	if w := hook(h, "/hooks/settings", "", []byte(`{}`)); w.Code != http.StatusUnauthorized {
+		t.Errorf("settings hook without the key: HTTP %d, want 401", w.Code)
+	}
+}
+
+func TestGate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		header       http.Header
+		wantStatus   int
+		wantLocation string
+		wantIdentity string
+	}{
+		{"no session", http.Header{}, 401, "", ""},
+		{"unknown session", http.Header{"Cookie": {"ory_kratos_session=stale"}}, 401, "", ""},
+		{"browser must change", http.Header{"Cookie": {"ory_kratos_session=must-change"}, "Accept": {"text/html,application/xhtml+xml"}}, 303, "http://127.0.0.1:4455/settings", ""},
+		{"API client must change", http.Header{"Authorization": {"Bearer tok-must-change"}}, 403, "", ""},
+		{"X-Session-Token must change", http.Header{"X-Session-Token": {"tok-must-change"}}, 403, "", ""},
+		{"browser fine", http.Header{"Cookie": {"ory_kratos_session=fine"}, "Accept": {"text/html"}}, 200, "", "id-2"},
+		{"API client fine", http.Header{"Authorization": {"bearer tok-fine"}}, 200, "", "id-2"},
+		{"Kratos down", http.Header{"X-Session-Token": {"kratos-down"}}, 503, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, _ := newServer(t, true, &recorder{})
+			req := httptest.NewRequest(http.MethodGet, "/gate", nil)
+			req.Header = tt.header
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tt.wantStatus || w.Header().Get("Location") != tt.wantLocation || w.Header().Get(HeaderIdentityID) != tt.wantIdentity {
+				t.Fatalf("HTTP %d Location %q %s %q, want %d %q %q", w.Code, w.Header().Get("Location"), HeaderIdentityID,
+					w.Header().Get(HeaderIdentityID), tt.wantStatus, tt.wantLocation, tt.wantIdentity)
+			}
+			if tt.wantStatus == 403 && !strings.Contains(w.Body.String(), `"error":"password_change_required"`) {
+				t.Errorf("403 body %s lacks the reason", w.Body)
+			}
+		})
+	}
+}
