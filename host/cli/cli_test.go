@@ -91,7 +91,7 @@ func TestConfigCheck(t *testing.T) {
 
 func TestServeRefusesAnInvalidConfig(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := run([]string{"serve", "--config", shipped}, "GATEWAY_PASSWORD__TTL=1s")
+	code, _, stderr := run([]string{"serve", "--config", shipped}, "GATEWAY_PASSWORD__TTL=100ms")
 	if code != 1 || !strings.Contains(stderr, "password.ttl") || !strings.Contains(stderr, "webhook.api_key") {
 		t.Fatalf("exit %d, stderr %q; want 1 naming password.ttl and webhook.api_key", code, stderr)
 	}
