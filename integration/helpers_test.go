@@ -39,8 +39,21 @@ func (w *teeWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
+// client does not follow redirects: tests look at the 303s themselves.
+var client = &http.Client{
+	Timeout:       60 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
 // call sends a JSON request and decodes a JSON answer into out (if non-nil).
 func call(t *testing.T, method, url string, header http.Header, body, out any) int {
+	t.Helper()
+	status, _ := callHeaders(t, method, url, header, body, out)
+	return status
+}
+
+// callHeaders is call that also returns the response headers.
+func callHeaders(t *testing.T, method, url string, header http.Header, body, out any) (int, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -66,18 +79,20 @@ func call(t *testing.T, method, url string, header http.Header, body, out any) i
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
+		if b, ok := out.(*[]byte); ok {
+			*b = raw
+		} else if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: HTTP %d, body not JSON: %v\n%s", method, url, resp.StatusCode, err, raw)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header
 }
 
 // uniqueEmail keeps tests apart in Kratos and in Mailpit.
@@ -180,6 +195,43 @@ func login(t *testing.T, identifier, password string) (int, session) {
 	status := call(t, "POST", env.kratosPublic+"/self-service/login?flow="+flow.ID, nil,
 		map[string]any{"method": "password", "identifier": identifier, "password": password}, &s)
 	return status, s
+}
+
+// loginRaw is login returning Kratos's raw answer, to read its messages.
+func loginRaw(t *testing.T, identifier, password string) (int, string) {
+	t.Helper()
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/login/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create login flow: HTTP %d", status)
+	}
+	var raw []byte
+	status := call(t, "POST", env.kratosPublic+"/self-service/login?flow="+flow.ID, nil,
+		map[string]any{"method": "password", "identifier": identifier, "password": password}, &raw)
+	return status, string(raw)
+}
+
+// changePassword runs Kratos's API settings flow with a session token.
+func changePassword(t *testing.T, token, password string) (int, string) {
+	t.Helper()
+	h := http.Header{"X-Session-Token": {token}}
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/settings/api", h, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create settings flow: HTTP %d", status)
+	}
+	var raw []byte
+	status := call(t, "POST", env.kratosPublic+"/self-service/settings?flow="+flow.ID, h,
+		map[string]any{"method": "password", "password": password}, &raw)
+	return status, string(raw)
+}
+
+// gate asks the gateway's forward-auth endpoint about a request.
+func gate(t *testing.T, header http.Header) (int, http.Header) {
+	t.Helper()
+	return callHeaders(t, "GET", "http://"+env.hostAddr+"/gate", header, nil, nil)
 }
 
 // whoami returns the HTTP status of Kratos's session check for a token.

@@ -151,13 +151,14 @@ func startStack() (*stack, func(), error) {
 		"SERVE_PUBLIC_BASE_URL=" + s.kratosPublic + "/",
 		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
 		"SERVE_ADMIN_BASE_URL=" + s.kratosAdmin + "/",
-		"COURIER_HTTP_REQUEST_CONFIG_URL=http://" + s.hostAddr + "/courier",
-		"COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE=Bearer " + s.apiKey,
 		// Tests wait for mails; the default 1s pull interval only slows them.
 		"COURIER_WORKER_PULL_WAIT=100ms",
 		"LOG_LEVEL=debug",
 	}
-	kratosDir := filepath.Join(root, "configs", "kratos")
+	kratosDir, err := renderKratosConfig(filepath.Join(root, "configs", "kratos"), filepath.Join(dir, "kratos"), "http://"+s.hostAddr, s.apiKey)
+	if err != nil {
+		return nil, cleanup, err
+	}
 	migrate := exec.Command(kratosBin, "migrate", "sql", "-e", "--yes", "-c", "kratos.yml")
 	migrate.Dir, migrate.Env = kratosDir, append(os.Environ(), kratosEnv...)
 	if out, err := migrate.CombinedOutput(); err != nil {
@@ -176,6 +177,29 @@ func startStack() (*stack, func(), error) {
 		return nil, cleanup, fmt.Errorf("mailpit not ready: %w", err)
 	}
 	return s, cleanup, nil
+}
+
+// renderKratosConfig copies configs/kratos to dst with the gateway's address
+// and API key filled in, as an operator's deployment does.
+func renderKratosConfig(src, dst, gatewayURL, apiKey string) (string, error) {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return "", err
+	}
+	r := strings.NewReplacer("http://127.0.0.1:8080", gatewayURL, "change-me-to-the-gateway-webhook-api-key", apiKey)
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), []byte(r.Replace(string(raw))), 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
 }
 
 // start runs a long-lived process with its output in logDir/name.log and
@@ -316,6 +340,8 @@ type hostOptions struct {
 	enabled bool
 	// smtpPort overrides Mailpit's port, e.g. with a closed one.
 	smtpPort int
+	// ttl overrides password.ttl (default 1h).
+	ttl string
 }
 
 // startHost runs `gateway serve` with a config written for this stack and
@@ -355,6 +381,9 @@ smtp:
   security: tls
   ca_file: %s
 `, o.enabled, env.hostAddr, env.apiKey, env.kratosAdmin, env.kratosPublic, env.pluginBin, env.smtpPort, env.smtpUser, env.caFile)
+	if o.ttl != "" {
+		cfg = strings.Replace(cfg, "ttl: 1h", "ttl: "+o.ttl, 1)
+	}
 	if o.smtpPort != 0 {
 		cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", o.smtpPort), 1)
 	}

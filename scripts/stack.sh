@@ -39,10 +39,14 @@ wait_http() { # url what
   >"$state/mailpit.log" 2>&1 &
 pids+=($!)
 
+# configs/kratos with this stack's webhook key filled in (it holds a placeholder).
+mkdir -p "$state/kratos"
+for f in configs/kratos/*; do
+  sed "s/change-me-to-the-gateway-webhook-api-key/$api_key/" "$f" > "$state/kratos/$(basename "$f")"
+done
 export DSN="sqlite://$state/kratos.sqlite?_fk=true&mode=rwc&_journal_mode=WAL"
-export COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE="Bearer $api_key"
-(cd configs/kratos && "$KRATOS" migrate sql -e --yes -c kratos.yml) >"$state/kratos-migrate.log" 2>&1
-(cd configs/kratos && exec "$KRATOS" serve -c kratos.yml --dev --watch-courier) >"$state/kratos.log" 2>&1 &
+(cd "$state/kratos" && "$KRATOS" migrate sql -e --yes -c kratos.yml) >"$state/kratos-migrate.log" 2>&1
+(cd "$state/kratos" && exec "$KRATOS" serve -c kratos.yml --dev --watch-courier) >"$state/kratos.log" 2>&1 &
 pids+=($!)
 
 # configs/gateway.yaml as shipped, pointed at the local Mailpit. Plaintext SMTP
