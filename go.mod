@@ -21,6 +21,7 @@ require (
 	github.com/knadh/koanf/v2 v2.3.0
 	github.com/ory/kratos-client-go v1.3.8
 	github.com/wneessen/go-mail v0.8.1
+	golang.org/x/crypto v0.54.0
 	google.golang.org/grpc v1.80.0
 	google.golang.org/protobuf v1.36.11
 )
@@ -36,7 +37,6 @@ require (
 	github.com/mitchellh/reflectwalk v1.0.2 // indirect
 	github.com/oklog/run v1.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.3 // indirect
-	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
