@@ -36,7 +36,10 @@ func run(args []string, environ ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-const shipped = "../../configs/gateway.yaml"
+const (
+	shipped = "../../configs/gateway.yaml"
+	cipher  = "GATEWAY_SECRETS__CIPHER=0123456789abcdef0123456789abcdef"
+)
 
 func TestConfigCheck(t *testing.T) {
 	t.Parallel()
@@ -55,25 +58,25 @@ func TestConfigCheck(t *testing.T) {
 		},
 		{
 			name:       "shipped config with its secret",
-			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"},
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher},
 			wantCode:   0,
 			wantStdout: "configs/gateway.yaml: ok",
 		},
 		{
 			name:       "plugin sections are checked by the plugin",
-			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", "GATEWAY_SMTP__SENDER_NAME="},
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher, "GATEWAY_SMTP__SENDER_NAME="},
 			wantCode:   1,
 			wantStderr: "smtp.sender_name",
 		},
 		{
 			name:       "insecure mode warns",
-			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", "GATEWAY_SMTP__SECURITY=ssl"},
+			environ:    []string{"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher, "GATEWAY_SMTP__SECURITY=ssl"},
 			wantCode:   0,
 			wantStdout: "warning: smtp.security is ssl",
 		},
 		{
 			name:       "missing plugin binary",
-			environ:    []string{"GATEWAY_PLUGIN__PATH=/nonexistent/plugin", "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"},
+			environ:    []string{"GATEWAY_PLUGIN__PATH=/nonexistent/plugin", "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher},
 			wantCode:   1,
 			wantStderr: "start plugin /nonexistent/plugin",
 		},

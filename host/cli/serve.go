@@ -16,6 +16,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -46,7 +47,13 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
-	resets := recovery.New(kratos, plugin, time.Now, log)
+	var keys *sealing.Keyring
+	if len(cfg.Secrets.Cipher) > 0 {
+		if keys, err = sealing.New(cfg.Secrets.Cipher); err != nil {
+			return err
+		}
+	}
+	resets := recovery.New(kratos, plugin, keys, time.Now, log)
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})

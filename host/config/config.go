@@ -18,6 +18,8 @@ import (
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 )
 
 // EnvPrefix starts every environment override; "__" separates levels, so
@@ -40,6 +42,7 @@ type Config struct {
 	Plugin  Plugin  `koanf:"plugin"`
 	// Password holds the host's part of password policy; the plugin reads the rest.
 	Password Password `koanf:"password"`
+	Secrets  Secrets  `koanf:"secrets"`
 	Log      Log      `koanf:"log"`
 	// Timeouts bound each outside call so a request ends before Kratos gives up on it.
 	Timeouts Timeouts `koanf:"timeouts"`
@@ -77,8 +80,20 @@ type Password struct {
 	TTL time.Duration `koanf:"ttl"`
 	// Cooldown is the least time between two mailed resets of one identity.
 	Cooldown time.Duration `koanf:"cooldown"`
-	// RevokeSessions ends the identity's sessions when a password is reset.
+	// KeepCurrentUntilUsed keeps the current password working until the
+	// temporary one is used, so nobody can lock a user out by asking for a
+	// recovery in their name.
+	KeepCurrentUntilUsed bool `koanf:"keep_current_until_used"`
+	// RevokeSessions ends the identity's other sessions when the temporary
+	// password is used (at once, when it replaces the password at once).
 	RevokeSessions bool `koanf:"revoke_sessions"`
+}
+
+// Secrets are keys the gateway holds.
+type Secrets struct {
+	// Cipher seals what the gateway keeps in metadata_admin; the first key
+	// seals, all open. In the environment: comma-separated.
+	Cipher []string `koanf:"cipher"`
 }
 
 // Log selects the log format and level.
@@ -97,21 +112,22 @@ type Timeouts struct {
 // plugin defaults its own sections (smtp.port follows smtp.security).
 func defaults() map[string]any {
 	return map[string]any{
-		"enabled":                  true,
-		"listen":                   "127.0.0.1:8080",
-		"kratos.admin_url":         "http://127.0.0.1:4434",
-		"kratos.public_url":        "http://127.0.0.1:4433",
-		"kratos.login_ui_url":      "http://127.0.0.1:4455/login",
-		"kratos.settings_ui_url":   "http://127.0.0.1:4455/settings",
-		"plugin.path":              "bin/gateway-email-plugin",
-		"password.length":          16,
-		"password.ttl":             "1h",
-		"password.cooldown":        "60s",
-		"password.revoke_sessions": true,
-		"log.format":               "json",
-		"log.level":                "info",
-		"timeouts.kratos":          "3s",
-		"timeouts.smtp":            "5s",
+		"enabled":                          true,
+		"listen":                           "127.0.0.1:8080",
+		"kratos.admin_url":                 "http://127.0.0.1:4434",
+		"kratos.public_url":                "http://127.0.0.1:4433",
+		"kratos.login_ui_url":              "http://127.0.0.1:4455/login",
+		"kratos.settings_ui_url":           "http://127.0.0.1:4455/settings",
+		"plugin.path":                      "bin/gateway-email-plugin",
+		"password.length":                  16,
+		"password.ttl":                     "1h",
+		"password.cooldown":                "60s",
+		"password.revoke_sessions":         true,
+		"password.keep_current_until_used": true,
+		"log.format":                       "json",
+		"log.level":                        "info",
+		"timeouts.kratos":                  "3s",
+		"timeouts.smtp":                    "5s",
 	}
 }
 
@@ -153,7 +169,10 @@ func Parse(yamlBytes []byte, environ []string) (*Config, error) {
 
 	var c Config
 	err := hostOnly.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		TagName:          "koanf",
@@ -237,6 +256,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Password.Cooldown < 0 || c.Password.Cooldown > 24*time.Hour {
 		add("password.cooldown: %s is outside 0s..24h (0s turns it off)", c.Password.Cooldown)
+	}
+	if c.Password.KeepCurrentUntilUsed && len(c.Secrets.Cipher) == 0 {
+		add("secrets.cipher: required while password.keep_current_until_used is true; set GATEWAY_SECRETS__CIPHER to %d+ random characters", sealing.MinSecretLength)
+	}
+	if _, err := sealing.New(c.Secrets.Cipher); len(c.Secrets.Cipher) > 0 && err != nil {
+		add("%v", err)
 	}
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q is not json or text", c.Log.Format)

@@ -13,6 +13,8 @@ import (
 const minimal = `
 webhook:
   api_key: "0123456789abcdef-secret"
+secrets:
+  cipher: ["0123456789abcdef0123456789abcdef-cipher"]
 smtp:
   host: smtp.example.com
   email_address: no-reply@example.com
@@ -36,7 +38,8 @@ func TestParseAppliesDefaults(t *testing.T) {
 			SettingsUIURL: "http://127.0.0.1:4455/settings",
 		},
 		Plugin:   Plugin{Path: "bin/gateway-email-plugin"},
-		Password: Password{Length: 16, TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true},
+		Password: Password{Length: 16, TTL: time.Hour, Cooldown: time.Minute, KeepCurrentUntilUsed: true, RevokeSessions: true},
+		Secrets:  Secrets{Cipher: []string{"0123456789abcdef0123456789abcdef-cipher"}},
 		Log:      Log{Format: "json", Level: "info"},
 		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second},
 	}
@@ -100,6 +103,8 @@ func TestParseRefuses(t *testing.T) {
 		{"log format", minimal + "log: {format: xml}", nil, "log.format:"},
 		{"zero timeout", minimal + "timeouts: {kratos: 0s}", nil, "timeouts.kratos:"},
 		{"unknown key", minimal + "enabeld: true", nil, "unknown key(s) enabeld"},
+		{"short cipher key", minimal, []string{"GATEWAY_SECRETS__CIPHER=short"}, "secrets.cipher[0]"},
+		{"cipher missing", "webhook: {api_key: 0123456789abcdef-secret}", nil, "secrets.cipher: required"},
 		{"not yaml", "webhook: [", nil, "parse config YAML"},
 	}
 	for _, tt := range tests {
@@ -124,8 +129,8 @@ log: {level: loud}
 	if !errors.As(err, &ve) {
 		t.Fatalf("error = %v, want a *ValidationError", err)
 	}
-	if len(ve.Problems) != 3 {
-		t.Errorf("problems = %q, want 3 (api_key, listen, log.level)", ve.Problems)
+	if len(ve.Problems) != 4 {
+		t.Errorf("problems = %q, want 4 (api_key, listen, secrets.cipher, log.level)", ve.Problems)
 	}
 	if strings.Contains(err.Error(), "short-secret") {
 		t.Errorf("error reveals the API key: %v", err)
@@ -142,11 +147,12 @@ func TestLoadReportsMissingFile(t *testing.T) {
 
 func TestShippedConfigParsesOnceTheSecretIsSet(t *testing.T) {
 	t.Parallel()
-	c, err := Load("../../configs/gateway.yaml", []string{"GATEWAY_WEBHOOK__API_KEY=0123456789abcdef"})
+	c, err := Load("../../configs/gateway.yaml", []string{"GATEWAY_WEBHOOK__API_KEY=0123456789abcdef",
+		"GATEWAY_SECRETS__CIPHER=0123456789abcdef0123456789abcdef-new,0123456789abcdef0123456789abcdef-old"})
 	if err != nil {
 		t.Fatalf("configs/gateway.yaml: %v", err)
 	}
-	if !c.Enabled || c.Listen != "127.0.0.1:8080" {
-		t.Errorf("shipped config = %+v", c)
+	if !c.Enabled || c.Listen != "127.0.0.1:8080" || len(c.Secrets.Cipher) != 2 {
+		t.Errorf("shipped config = %+v, want enabled on 127.0.0.1:8080 with two cipher keys from the environment", c)
 	}
 }

@@ -107,3 +107,32 @@ func asString(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// passwordHook answers Kratos's password migration hook
+// (selfservice/hook/password_migration_hook.go): 200 {"status":"password_match"}
+// lets the login through and makes Kratos store the password's hash; 403
+// means invalid credentials. It answers password_match only when
+// CheckPassword says so, never on an error path.
+func (s *Server) passwordHook(w http.ResponseWriter, r *http.Request) {
+	var body migrationRequest
+	if status, err := readJSON(w, r, &body); err != nil {
+		s.log.Warn("password hook refused", "error", err.Error(), "status", status)
+		writeError(w, status, err.Error())
+		return
+	}
+	if body.Identifier == nil || body.Password == nil {
+		writeError(w, http.StatusBadRequest, "body must be {\"identifier\": string, \"password\": string}")
+		return
+	}
+	verdict, err := s.reset.CheckPassword(r.Context(), *body.Identifier, *body.Password, policy(s.config()))
+	if err != nil {
+		s.log.Error("password hook: cannot check the password; login refused", "error", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "cannot check the password now")
+		return
+	}
+	if verdict != recovery.MatchTemporary && verdict != recovery.MatchCurrent {
+		writeError(w, http.StatusForbidden, "invalid credentials")
+		return
+	}
+	writeJSON(w, http.StatusOK, migrationReply{Status: "password_match"})
+}

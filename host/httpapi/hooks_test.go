@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 )
 
 var testNow = time.Date(2026, 11, 26, 21, 30, 0, 0, time.UTC)
@@ -192,6 +193,51 @@ func TestGate(t *testing.T) {
 			}
 			if tt.wantStatus == 403 && !strings.Contains(w.Body.String(), `"error":"password_change_required"`) {
 				t.Errorf("403 body %s lacks the reason", w.Body)
+			}
+		})
+	}
+}
+
+// The migration hook answers password_match only for a Match verdict; every
+// other path, errors included, refuses.
+func TestPasswordHook(t *testing.T) {
+	t.Parallel()
+	ok := `{"identifier":"alice@example.com","password":"x"}`
+	tests := []struct {
+		name       string
+		auth       string
+		body       string
+		verdict    recovery.Verdict
+		checkErr   error
+		wantStatus int
+		wantChecks int
+	}{
+		{"temporary password", "Bearer " + apiKey, ok, recovery.MatchTemporary, nil, 200, 1},
+		{"current password", "Bearer " + apiKey, ok, recovery.MatchCurrent, nil, 200, 1},
+		{"wrong password", "Bearer " + apiKey, ok, recovery.NoMatch, nil, 403, 1},
+		{"unknown verdict", "Bearer " + apiKey, ok, recovery.Verdict("maybe"), nil, 403, 1},
+		{"check failed", "Bearer " + apiKey, ok, recovery.MatchTemporary, errors.New("kratos down"), 503, 1},
+		{"no API key", "", ok, recovery.MatchTemporary, nil, 401, 0},
+		{"wrong API key", "Bearer nope", ok, recovery.MatchTemporary, nil, 401, 0},
+		{"not JSON", "Bearer " + apiKey, "identifier=alice", recovery.MatchTemporary, nil, 400, 0},
+		{"no password", "Bearer " + apiKey, `{"identifier":"alice@example.com"}`, recovery.MatchTemporary, nil, 400, 0},
+		{"no identifier", "Bearer " + apiKey, `{"password":"x"}`, recovery.MatchTemporary, nil, 400, 0},
+		{"password not a string", "Bearer " + apiKey, `{"identifier":"a","password":1}`, recovery.MatchTemporary, nil, 400, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{verdict: tt.verdict, checkErr: tt.checkErr}
+			h, logs := newServer(t, true, rec)
+			w := hook(h, "/hooks/password", tt.auth, []byte(tt.body))
+			if w.Code != tt.wantStatus || len(rec.checks) != tt.wantChecks {
+				t.Fatalf("HTTP %d after %d checks, want %d after %d: %s", w.Code, len(rec.checks), tt.wantStatus, tt.wantChecks, w.Body)
+			}
+			if match := strings.Contains(w.Body.String(), "password_match"); match != (tt.wantStatus == 200) {
+				t.Errorf("body %s: password_match present = %v, want %v", w.Body, match, tt.wantStatus == 200)
+			}
+			if strings.Contains(logs.String(), `"x"`) {
+				t.Errorf("the password reached the log")
 			}
 		})
 	}

@@ -24,9 +24,10 @@ import (
 // is a few KiB; anything near this is not from Kratos.
 const MaxBodyBytes = 1 << 20
 
-// Resetter performs a recovery reset.
+// Resetter performs a recovery reset and settles it at login.
 type Resetter interface {
 	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error)
+	CheckPassword(ctx context.Context, identifier, password string, pol recovery.Policy) (recovery.Verdict, error)
 }
 
 // Sender delivers a mail Kratos rendered.
@@ -76,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /courier", s.authenticated(http.HandlerFunc(s.courier)))
 	mux.Handle("POST /hooks/login", s.authenticated(http.HandlerFunc(s.loginHook)))
 	mux.Handle("POST /hooks/settings", s.authenticated(http.HandlerFunc(s.settingsHook)))
+	mux.Handle("POST /hooks/password", s.authenticated(http.HandlerFunc(s.passwordHook)))
 	mux.HandleFunc("GET /gate", s.gate)
 	mux.HandleFunc("GET /health/alive", s.alive)
 	mux.HandleFunc("GET /health/ready", s.readiness)
@@ -120,14 +122,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			Recipient:  msg.Recipient,
 			Trigger:    "self-service",
 			MessageKey: recovery.MessageKey(cfg.Webhook.APIKey, identityID, msg.TemplateData.RecoveryCode+msg.TemplateData.RecoveryURL),
-		}, recovery.Policy{
-			TTL:            cfg.Password.TTL,
-			Cooldown:       cfg.Password.Cooldown,
-			RevokeSessions: cfg.Password.RevokeSessions,
-			LoginURL:       cfg.Kratos.LoginUIURL,
-			KratosTimeout:  cfg.Timeouts.Kratos,
-			SMTPTimeout:    cfg.Timeouts.SMTP,
-		})
+		}, policy(cfg))
 		if err != nil {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
@@ -152,6 +147,19 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "as_rendered"})
+}
+
+// policy is the reset policy of one config snapshot.
+func policy(cfg *config.Config) recovery.Policy {
+	return recovery.Policy{
+		TTL:            cfg.Password.TTL,
+		Cooldown:       cfg.Password.Cooldown,
+		KeepCurrent:    cfg.Password.KeepCurrentUntilUsed,
+		RevokeSessions: cfg.Password.RevokeSessions,
+		LoginURL:       cfg.Kratos.LoginUIURL,
+		KratosTimeout:  cfg.Timeouts.Kratos,
+		SMTPTimeout:    cfg.Timeouts.SMTP,
+	}
 }
 
 // rendered keeps Kratos's subject and body. Kratos puts the output of its

@@ -30,6 +30,10 @@ const apiKey = "test-api-key-0123456789"
 // recorder stands in for the recovery service and the plugin, recording
 // what the handler asked of them.
 type recorder struct {
+	verdict  recovery.Verdict
+	checkErr error
+	checks   []string
+
 	mu       sync.Mutex
 	resets   []recovery.Request
 	policies []recovery.Policy
@@ -49,6 +53,13 @@ func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.P
 	return recovery.OutcomeSent, nil
 }
 
+func (r *recorder) CheckPassword(_ context.Context, identifier, _ string, _ recovery.Policy) (recovery.Verdict, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, identifier)
+	return r.verdict, r.checkErr
+}
+
 func (r *recorder) sender() *sdktest.Fake {
 	return &sdktest.Fake{SendMessageF: func(_ context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
 		r.mu.Lock()
@@ -66,7 +77,7 @@ func testConfig(enabled bool) *config.Config {
 		Enabled:  enabled,
 		Webhook:  config.Webhook{APIKey: apiKey},
 		Kratos:   config.Kratos{LoginUIURL: "http://127.0.0.1:4455/login", SettingsUIURL: "http://127.0.0.1:4455/settings"},
-		Password: config.Password{TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true},
+		Password: config.Password{TTL: time.Hour, Cooldown: time.Minute, KeepCurrentUntilUsed: true, RevokeSessions: true},
 		Timeouts: config.Timeouts{Kratos: time.Second, SMTP: time.Second},
 	}
 }
@@ -133,7 +144,7 @@ func TestRecoveryBecomesAReset(t *testing.T) {
 	if diff := cmp.Diff(want, rec.resets); diff != "" {
 		t.Errorf("resets (-want +got):\n%s", diff)
 	}
-	wantPol := recovery.Policy{TTL: time.Hour, Cooldown: time.Minute, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	wantPol := recovery.Policy{TTL: time.Hour, Cooldown: time.Minute, KeepCurrent: true, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
 	if diff := cmp.Diff(wantPol, rec.policies[0]); diff != "" {
 		t.Errorf("policy (-want +got):\n%s", diff)
 	}

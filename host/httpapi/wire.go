@@ -92,6 +92,19 @@ func newHookError(text string) hookError {
 	}}}
 }
 
+// migrationRequest is what Kratos's password migration hook POSTs
+// (hook.PasswordMigrationRequest); pointers tell a missing field from an
+// empty one.
+type migrationRequest struct {
+	Identifier *string `json:"identifier"`
+	Password   *string `json:"password"`
+}
+
+// migrationReply is the only answer that makes Kratos accept a password.
+type migrationReply struct {
+	Status string `json:"status"`
+}
+
 // Recovery template types (courier/template/type.go): the code method and the
 // link method. Both become a temporary password while the gateway is enabled.
 const (

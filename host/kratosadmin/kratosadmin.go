@@ -31,6 +31,12 @@ type Identity struct {
 	MetadataPublic    map[string]any
 	MetadataAdmin     map[string]any
 	RecoveryAddresses []string
+	// PasswordHash is the stored hash of the password credential (bcrypt,
+	// argon2id or an imported format); empty without one.
+	PasswordHash string
+	// UsesMigrationHook says Kratos asks the password migration hook at the
+	// next password login instead of checking PasswordHash.
+	UsesMigrationHook bool
 }
 
 // Client talks to one Kratos admin endpoint.
@@ -48,37 +54,56 @@ func New(adminURL string, httpClient *http.Client) *Client {
 	return &Client{api: kratos.NewAPIClient(cfg)}
 }
 
-// Identity fetches one identity.
+// Identity fetches one identity with its password hash.
 func (c *Client) Identity(ctx context.Context, id string) (*Identity, error) {
-	ki, resp, err := c.api.IdentityAPI.GetIdentity(ctx, id).Execute()
+	ki, resp, err := c.api.IdentityAPI.GetIdentity(ctx, id).IncludeCredential([]string{"password"}).Execute()
 	if err != nil {
 		return nil, classify("get identity "+id, resp, err)
 	}
 	return fromKratos(ki)
 }
 
+// FindByIdentifier fetches the identity whose password credential has this
+// identifier (what the user types at login). It does not read the hash.
+func (c *Client) FindByIdentifier(ctx context.Context, identifier string) (*Identity, error) {
+	list, resp, err := c.api.IdentityAPI.ListIdentities(ctx).CredentialsIdentifier(identifier).Execute()
+	if err != nil {
+		return nil, classify("find identity by identifier", resp, err)
+	}
+	if len(list) != 1 {
+		return nil, fmt.Errorf("find identity by identifier: %w", ErrNotFound)
+	}
+	return fromKratos(&list[0])
+}
+
 // PasswordUpdate is one write of a new password and the metadata that goes
 // with it. Metadata maps replace the stored ones entirely (Kratos's PUT
 // semantics), so callers pass the merged result.
 type PasswordUpdate struct {
-	Password       string
-	MetadataPublic map[string]any
-	MetadataAdmin  map[string]any
+	// Password is set as the new password, unless UseMigrationHook is true:
+	// then the stored hash is dropped and Kratos asks the password migration
+	// hook at the next login.
+	Password         string
+	UseMigrationHook bool
+	MetadataPublic   map[string]any
+	MetadataAdmin    map[string]any
 }
 
 // SetPassword replaces the identity's password and metadata in one PUT, so
 // Kratos never holds a new password without its flags. Kratos hashes the
 // password, which is the slow part of this call.
 func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate) error {
+	pw := &kratos.IdentityWithCredentialsPasswordConfig{Password: &u.Password}
+	if u.UseMigrationHook {
+		pw = &kratos.IdentityWithCredentialsPasswordConfig{UsePasswordMigrationHook: &u.UseMigrationHook}
+	}
 	body := kratos.UpdateIdentityBody{
 		SchemaId:       id.SchemaID,
 		State:          id.State,
 		Traits:         id.Traits,
 		MetadataPublic: u.MetadataPublic,
 		MetadataAdmin:  u.MetadataAdmin,
-		Credentials: &kratos.IdentityWithCredentials{Password: &kratos.IdentityWithCredentialsPassword{
-			Config: &kratos.IdentityWithCredentialsPasswordConfig{Password: &u.Password},
-		}},
+		Credentials:    &kratos.IdentityWithCredentials{Password: &kratos.IdentityWithCredentialsPassword{Config: pw}},
 	}
 	_, resp, err := c.api.IdentityAPI.UpdateIdentity(ctx, id.ID).UpdateIdentityBody(body).Execute()
 	if err != nil {
@@ -87,15 +112,25 @@ func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate
 	return nil
 }
 
-// SetAdminValue sets one value under metadata_admin with a JSON Patch, so
-// the write cannot undo a concurrent change to traits or other metadata.
-// path names the keys below metadata_admin, which must exist but the last.
-func (c *Client) SetAdminValue(ctx context.Context, id string, path []string, value any) error {
-	pointer := "/metadata_admin"
-	for _, p := range path {
-		pointer += "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(p)
+// Op is one JSON Patch operation (RFC 6902) on an identity.
+type Op struct {
+	Op    string // add | remove | replace
+	Path  []string
+	Value any
+}
+
+// Patch applies ops with one JSON Patch, so the write cannot undo a
+// concurrent change to fields it does not name.
+func (c *Client) Patch(ctx context.Context, id string, ops ...Op) error {
+	patch := make([]kratos.JsonPatch, 0, len(ops))
+	escape := strings.NewReplacer("~", "~0", "/", "~1")
+	for _, o := range ops {
+		var pointer strings.Builder
+		for _, p := range o.Path {
+			pointer.WriteString("/" + escape.Replace(p))
+		}
+		patch = append(patch, kratos.JsonPatch{Op: o.Op, Path: pointer.String(), Value: o.Value})
 	}
-	patch := []kratos.JsonPatch{{Op: "add", Path: pointer, Value: value}}
 	_, resp, err := c.api.IdentityAPI.PatchIdentity(ctx, id).JsonPatch(patch).Execute()
 	if err != nil {
 		return classify("patch identity "+id, resp, err)
@@ -187,6 +222,12 @@ func fromKratos(ki *kratos.Identity) (*Identity, error) {
 	}
 	for _, a := range ki.RecoveryAddresses {
 		out.RecoveryAddresses = append(out.RecoveryAddresses, a.Value)
+	}
+	if ki.Credentials != nil {
+		if pw, ok := (*ki.Credentials)["password"]; ok {
+			out.PasswordHash, _ = pw.Config["hashed_password"].(string)
+			out.UsesMigrationHook, _ = pw.Config["use_password_migration_hook"].(bool)
+		}
 	}
 	return out, nil
 }

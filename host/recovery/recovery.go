@@ -1,5 +1,6 @@
-// Package recovery turns a Kratos recovery message into a temporary password:
-// issued by the plugin, set on the identity, mailed to the recipient.
+// Package recovery turns a Kratos recovery message into a temporary password
+// (issued by the plugin, set on the identity, mailed to the recipient) and
+// settles it at the next login through Kratos's password migration hook.
 package recovery
 
 import (
@@ -11,33 +12,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/pwhash"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // ErrRecipientMismatch means the message's recipient is not one of the
 // identity's recovery addresses: resetting would mail someone else a key.
 var ErrRecipientMismatch = errors.New("recipient is not a recovery address of the identity")
-
-// Metadata keys other people's UIs and configs read (see DESIGN.md).
-const (
-	KeyChangeRequired = "password_change_required"
-	KeyExpiresAt      = "temporary_password_expires_at"
-	// KeyAdmin namespaces the gateway's own state in metadata_admin.
-	KeyAdmin       = "email_gateway"
-	KeyLastResetAt = "last_reset_at"
-	// KeyMessage identifies the Kratos message a reset answered, so a retry
-	// of that message is recognised.
-	KeyMessage = "message_key"
-	// KeyMailedAt is written once the SMTP server accepted the mail; only
-	// mailed resets start a cooldown or count as handled.
-	KeyMailedAt = "mailed_at"
-)
 
 // Outcome says what a Reset did.
 type Outcome string
@@ -56,8 +42,9 @@ const (
 // Identities is what the service needs from Kratos's admin API.
 type Identities interface {
 	Identity(ctx context.Context, id string) (*kratosadmin.Identity, error)
+	FindByIdentifier(ctx context.Context, identifier string) (*kratosadmin.Identity, error)
 	SetPassword(ctx context.Context, id *kratosadmin.Identity, u kratosadmin.PasswordUpdate) error
-	SetAdminValue(ctx context.Context, id string, path []string, value any) error
+	Patch(ctx context.Context, id string, ops ...kratosadmin.Op) error
 	RevokeSessions(ctx context.Context, id string) error
 }
 
@@ -70,8 +57,11 @@ type Mailer interface {
 // Policy is the part of the config a reset follows; read per request so a
 // reload applies to the next message.
 type Policy struct {
-	TTL            time.Duration
-	Cooldown       time.Duration
+	TTL      time.Duration
+	Cooldown time.Duration
+	// KeepCurrent keeps the current password working until the temporary
+	// one is used (password.keep_current_until_used).
+	KeepCurrent    bool
 	RevokeSessions bool
 	LoginURL       string
 	KratosTimeout  time.Duration
@@ -101,27 +91,34 @@ func MessageKey(secret, identityID, codeOrLink string) string {
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
-// Service performs resets. It holds no state between calls: whatever must
-// survive lives in Kratos.
+// Service performs resets and settles them at login. It holds no state
+// between calls: whatever must survive lives in Kratos.
 type Service struct {
 	ids   Identities
 	mail  Mailer
+	keys  *sealing.Keyring // nil when no secrets.cipher is configured
 	now   func() time.Time
 	log   *slog.Logger
 	locks keyedLocks
 }
 
-// New returns a Service; now is injectable so tests control expiry times.
-func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{ids: ids, mail: mail, now: now, log: log}
+// New returns a Service. keys may be nil, and then resets replace the
+// password at once; now is injectable so tests control expiry times.
+func New(ids Identities, mail Mailer, keys *sealing.Keyring, now func() time.Time, log *slog.Logger) *Service {
+	return &Service{ids: ids, mail: mail, keys: keys, now: now, log: log}
 }
 
-// Reset issues a temporary password for req.IdentityID, writes it with the
-// change-required metadata, ends the identity's sessions if the policy says
-// so, and mails it. It returns only once the SMTP server accepted the mail;
-// any error means the caller should answer so that Kratos retries, and every
-// step is safe to run again: a retry issues a new password and a new mail,
-// and only the last password set works.
+// Reset issues a temporary password for req.IdentityID and mails it. It
+// returns only once the SMTP server accepted the mail; any error means the
+// caller should answer so that Kratos retries, and every step is safe to run
+// again: a retry issues a new password and a new mail, and only the last
+// password set works.
+//
+// With pol.KeepCurrent the current password is not touched: its hash is
+// sealed into metadata_admin next to a keyed hash of the temporary password,
+// and Kratos asks CheckPassword at the next login. Otherwise the temporary
+// password replaces the current one at once, the change is required from the
+// start, and sessions end now.
 //
 // Resets of one identity run one at a time in this process, so two
 // concurrent recoveries cannot mail a password the other one replaced.
@@ -158,37 +155,103 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	if err != nil {
 		return "", fmt.Errorf("issue password: %w", err)
 	}
-
 	expires := now.Add(pol.TTL)
-	state := with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: req.MessageKey})
-	delete(state, KeyMailedAt)
-	update := kratosadmin.PasswordUpdate{
-		Password:       issued.Password,
-		MetadataPublic: with(id.MetadataPublic, map[string]any{KeyChangeRequired: true, KeyExpiresAt: expires.Format(time.RFC3339)}),
-		MetadataAdmin:  with(id.MetadataAdmin, map[string]any{KeyAdmin: state}),
+	state := without(with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: req.MessageKey}), KeyMailedAt, KeyPending)
+
+	keep := pol.KeepCurrent
+	if keep {
+		p, why, err := s.pendingFor(id, issued.Password, expires)
+		switch {
+		case err != nil:
+			return "", err
+		case why != "":
+			keep = false
+			log.Warn("cannot keep the current password; replacing it at once", "reason", why)
+		default:
+			state[KeyPending] = p.toMap()
+		}
+	}
+	update := kratosadmin.PasswordUpdate{MetadataPublic: id.MetadataPublic, MetadataAdmin: with(id.MetadataAdmin, map[string]any{KeyAdmin: state})}
+	if keep {
+		update.UseMigrationHook = true
+	} else {
+		update.Password = issued.Password
+		update.MetadataPublic = with(id.MetadataPublic, map[string]any{KeyChangeRequired: true, KeyExpiresAt: expires.Format(time.RFC3339)})
 	}
 	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.SetPassword(ctx, id, update)
 	}); err != nil {
 		return "", fmt.Errorf("set temporary password: %w", err)
 	}
-	if pol.RevokeSessions {
-		if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, s.ids.RevokeSessions(ctx, id.ID)
-		}); err != nil {
-			return "", fmt.Errorf("revoke sessions: %w", err)
+	if !keep && pol.RevokeSessions {
+		if err := s.revoke(ctx, pol, id.ID); err != nil {
+			return "", err
 		}
 	}
 
+	reply, err := s.send(ctx, pol, id, req.Recipient, issued.Password, expires)
+	if err != nil {
+		return "", err
+	}
+	// The mail is out, so the answer is success whatever happens next: a
+	// failed mark only means a retry of this message would mail again.
+	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.ids.Patch(ctx, id.ID, kratosadmin.Op{Op: "add", Path: []string{"metadata_admin", KeyAdmin, KeyMailedAt}, Value: s.now().UTC().Format(time.RFC3339)})
+	}); err != nil {
+		log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
+	}
+	log.Info("temporary password issued", "event", "reset", "outcome", OutcomeSent, "keeps_current_password", keep,
+		"expires_at", expires.Format(time.RFC3339), "sessions_revoked", !keep && pol.RevokeSessions, "smtp_reply", reply)
+	return OutcomeSent, nil
+}
+
+// pendingFor builds the pending reset that keeps the current password. A
+// later recovery while one is pending keeps the sealed hash it already has:
+// Kratos no longer stores the hash then. why, when not empty, says why the
+// current password cannot be kept.
+func (s *Service) pendingFor(id *kratosadmin.Identity, temp string, expires time.Time) (p pending, why string, err error) {
+	if s.keys == nil {
+		return pending{}, "", errors.New("password.keep_current_until_used needs secrets.cipher: set GATEWAY_SECRETS__CIPHER")
+	}
+	p = pending{TempMAC: s.keys.MAC(temp, id.ID), ExpiresAt: expires}
+	if old, ok := readPending(id.MetadataAdmin); ok && old.SealedHash != "" {
+		p.SealedHash = old.SealedHash
+		return p, "", nil
+	}
+	switch {
+	case id.UsesMigrationHook:
+		return pending{}, "the identity already uses Kratos's password migration hook without a pending reset of the gateway", nil
+	case id.PasswordHash == "":
+		return pending{}, "the identity has no password to keep", nil
+	case !pwhash.Supported(id.PasswordHash):
+		return pending{}, "the current password hash is neither bcrypt nor argon2id", nil
+	}
+	if p.SealedHash, err = s.keys.Seal([]byte(id.PasswordHash), id.ID); err != nil {
+		return pending{}, "", fmt.Errorf("seal current password hash: %w", err)
+	}
+	return p, "", nil
+}
+
+func (s *Service) revoke(ctx context.Context, pol Policy, identityID string) error {
+	_, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.ids.RevokeSessions(ctx, identityID)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) send(ctx context.Context, pol Policy, id *kratosadmin.Identity, recipient, password string, expires time.Time) (string, error) {
 	traits, err := json.Marshal(id.Traits)
 	if err != nil {
 		return "", fmt.Errorf("encode traits of identity %s: %w", id.ID, err)
 	}
 	resp, err := withTimeout(ctx, pol.SMTPTimeout, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
 		return s.mail.SendMessage(ctx, &sdk.SendMessageRequest{
-			Recipient: req.Recipient,
+			Recipient: recipient,
 			Password: &sdk.PasswordMessage{
-				Password:       issued.Password,
+				Password:       password,
 				ExpiresAt:      expires,
 				LoginURL:       pol.LoginURL,
 				IdentityID:     id.ID,
@@ -199,17 +262,7 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	if err != nil {
 		return "", fmt.Errorf("send temporary password mail: %w", err)
 	}
-
-	// The mail is out, so the answer is success whatever happens next: a
-	// failed mark only means a retry of this message would mail again.
-	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.ids.SetAdminValue(ctx, id.ID, []string{KeyAdmin, KeyMailedAt}, s.now().UTC().Format(time.RFC3339))
-	}); err != nil {
-		log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
-	}
-	log.Info("temporary password issued", "event", "reset", "outcome", OutcomeSent,
-		"expires_at", expires.Format(time.RFC3339), "sessions_revoked", pol.RevokeSessions, "smtp_reply", resp.ServerReply)
-	return OutcomeSent, nil
+	return resp.ServerReply, nil
 }
 
 func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
@@ -230,58 +283,4 @@ func isRecoveryAddress(id *kratosadmin.Identity, recipient string) bool {
 		}
 	}
 	return false
-}
-
-// with returns a copy of base with add laid over it; base is not modified.
-func with(base, add map[string]any) map[string]any {
-	out := make(map[string]any, len(base)+len(add))
-	maps.Copy(out, base)
-	maps.Copy(out, add)
-	return out
-}
-
-func asMap(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-func parseTime(v any) (time.Time, bool) {
-	str, _ := v.(string)
-	t, err := time.Parse(time.RFC3339, str)
-	return t, err == nil
-}
-
-// keyedLocks serialises work per key; entries live only while in use.
-type keyedLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyedLock
-}
-
-type keyedLock struct {
-	sync.Mutex
-	users int
-}
-
-func (k *keyedLocks) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyedLock{}
-		k.m[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }

@@ -3,6 +3,7 @@ package recovery
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/sdktest"
 )
@@ -43,19 +45,56 @@ func (f *identities) SetPassword(_ context.Context, id *kratosadmin.Identity, u 
 	}
 	// Kratos stores what the PUT carried.
 	stored := *f.byID[id.ID]
-	stored.MetadataPublic, stored.MetadataAdmin = u.MetadataPublic, u.MetadataAdmin
+	stored.MetadataPublic, stored.MetadataAdmin = deepCopy(u.MetadataPublic), deepCopy(u.MetadataAdmin)
+	stored.UsesMigrationHook = u.UseMigrationHook
+	stored.PasswordHash = ""
+	if !u.UseMigrationHook {
+		stored.PasswordHash = "hash-of:" + u.Password
+	}
 	f.byID[id.ID] = &stored
 	return nil
 }
 
-func (f *identities) SetAdminValue(_ context.Context, id string, path []string, value any) error {
-	*f.calls = append(*f.calls, "mark")
-	m := f.byID[id].MetadataAdmin
-	for _, p := range path[:len(path)-1] {
-		m = m[p].(map[string]any)
+func (f *identities) FindByIdentifier(_ context.Context, identifier string) (*kratosadmin.Identity, error) {
+	*f.calls = append(*f.calls, "find")
+	for _, i := range f.byID {
+		if i.Traits["email"] == identifier {
+			return i, nil
+		}
 	}
-	m[path[len(path)-1]] = value
+	return nil, kratosadmin.ErrNotFound
+}
+
+// Patch applies add and remove the way Kratos's JSON Patch does.
+func (f *identities) Patch(_ context.Context, id string, ops ...kratosadmin.Op) error {
+	*f.calls = append(*f.calls, "patch")
+	stored := *f.byID[id]
+	stored.MetadataPublic = deepCopy(stored.MetadataPublic)
+	stored.MetadataAdmin = deepCopy(stored.MetadataAdmin)
+	for _, o := range ops {
+		if o.Path[0] == "metadata_public" && len(o.Path) == 1 {
+			stored.MetadataPublic = o.Value.(map[string]any)
+			continue
+		}
+		m := map[string]any{"metadata_public": stored.MetadataPublic, "metadata_admin": stored.MetadataAdmin}
+		for _, p := range o.Path[:len(o.Path)-1] {
+			m = m[p].(map[string]any)
+		}
+		if o.Op == "remove" {
+			delete(m, o.Path[len(o.Path)-1])
+		} else {
+			m[o.Path[len(o.Path)-1]] = o.Value
+		}
+	}
+	f.byID[id] = &stored
 	return nil
+}
+
+func deepCopy(m map[string]any) map[string]any {
+	raw, _ := json.Marshal(m)
+	out := map[string]any{}
+	_ = json.Unmarshal(raw, &out)
+	return out
 }
 
 func (f *identities) RevokeSessions(context.Context, string) error {
@@ -82,6 +121,7 @@ func newFixture(sendErr error) *fixture {
 			MetadataPublic:    map[string]any{"plan": "pro"},
 			MetadataAdmin:     map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept"}},
 			RecoveryAddresses: []string{"alice@example.com"},
+			PasswordHash:      currentHash,
 		},
 	}}
 	mailer := &sdktest.Fake{
@@ -98,11 +138,26 @@ func newFixture(sendErr error) *fixture {
 			return &sdk.SendMessageResponse{ServerReply: "250 queued"}, nil
 		},
 	}
-	f.svc = New(f.ids, mailer, func() time.Time { return now }, slog.New(slog.NewJSONHandler(&f.logs, nil)))
+	keys, err := sealing.New([]string{cipherKey})
+	if err != nil {
+		panic(err)
+	}
+	f.svc = New(f.ids, mailer, keys, func() time.Time { return now }, slog.New(slog.NewJSONHandler(&f.logs, nil)))
 	return f
 }
 
-var policy = Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+const (
+	cipherKey = "0123456789abcdef0123456789abcdef-test"
+	// currentHash is a Kratos v1.3.1 bcrypt hash of currentPassword.
+	currentPassword = "Kratos-Hashed-Password-1"
+	currentHash     = "$2a$12$D6YC4apeFqT3Vf6cXOH34ul79Z70veYL.s8MwAHmHGZfxVHNcLTtC"
+)
+
+// policy replaces the password at once; keepPolicy keeps the current one.
+var (
+	policy     = Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	keepPolicy = Policy{TTL: time.Hour, KeepCurrent: true, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+)
 
 func TestResetWritesBeforeItMails(t *testing.T) {
 	t.Parallel()
@@ -110,11 +165,11 @@ func TestResetWritesBeforeItMails(t *testing.T) {
 	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", MessageKey: "k1"}, policy); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "mark"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "patch"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 	wantUpdate := kratosadmin.PasswordUpdate{
-		Password:       "Tmp-Pass-2345-xyz",
+		Password: "Tmp-Pass-2345-xyz",
 		MetadataPublic: map[string]any{"plan": "pro", KeyChangeRequired: true, KeyExpiresAt: "2026-11-26T22:00:00Z"},
 		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z", KeyMessage: "k1"}},
 	}
@@ -141,7 +196,7 @@ func TestResetWithoutSessionRevocation(t *testing.T) {
 	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "mark"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "patch"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 }
@@ -313,10 +368,16 @@ func (l lockedIdentities) SetPassword(ctx context.Context, id *kratosadmin.Ident
 	return l.ids.SetPassword(ctx, id, u)
 }
 
-func (l lockedIdentities) SetAdminValue(ctx context.Context, id string, path []string, v any) error {
+func (l lockedIdentities) FindByIdentifier(ctx context.Context, identifier string) (*kratosadmin.Identity, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.ids.SetAdminValue(ctx, id, path, v)
+	return l.ids.FindByIdentifier(ctx, identifier)
+}
+
+func (l lockedIdentities) Patch(ctx context.Context, id string, ops ...kratosadmin.Op) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids.Patch(ctx, id, ops...)
 }
 
 func (l lockedIdentities) RevokeSessions(ctx context.Context, id string) error {

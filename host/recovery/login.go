@@ -1,0 +1,115 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/pwhash"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
+)
+
+// Verdict is the answer to Kratos's password migration hook.
+type Verdict string
+
+const (
+	// NoMatch: Kratos refuses the login (invalid credentials).
+	NoMatch Verdict = "no_match"
+	// MatchTemporary: the fresh temporary password was used; a new password
+	// is now required and the identity's other sessions have ended.
+	MatchTemporary Verdict = "temporary"
+	// MatchCurrent: the user logged in with the password they had; the
+	// pending reset is void.
+	MatchCurrent Verdict = "current"
+)
+
+// CheckPassword settles a pending reset at login: Kratos calls it through
+// the migration hook while the identity's credential points there, and
+// stores the hash of whichever password matched. Only the two Match
+// verdicts let the user in; every error comes with NoMatch.
+func (s *Service) CheckPassword(ctx context.Context, identifier, password string, pol Policy) (Verdict, error) {
+	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
+		return s.ids.FindByIdentifier(ctx, identifier)
+	})
+	if errors.Is(err, kratosadmin.ErrNotFound) {
+		// As long as a real check, so identifiers cannot be enumerated.
+		pwhash.Dummy(password)
+		return NoMatch, nil
+	}
+	if err != nil {
+		return NoMatch, fmt.Errorf("look up identity: %w", err)
+	}
+	unlock := s.locks.lock(id.ID)
+	defer unlock()
+	log := s.log.With("identity_id", id.ID)
+
+	p, ok := readPending(id.MetadataAdmin)
+	if !ok || s.keys == nil {
+		pwhash.Dummy(password)
+		log.Warn("password migration hook called for an identity without a pending reset of the gateway; refused")
+		return NoMatch, nil
+	}
+	now := s.now()
+
+	if ok, err := s.keys.Verify(p.TempMAC, password, id.ID); err != nil {
+		log.Warn("the temporary password's hash cannot be checked with the configured secrets.cipher keys", "error", err.Error())
+	} else if ok && now.Before(p.ExpiresAt) {
+		return s.settleTemporary(ctx, pol, id, p)
+	} else if ok {
+		log.Info("expired temporary password used; refused", "event", "login_refused", "expired_at", p.ExpiresAt.Format(time.RFC3339))
+	}
+
+	current, err := s.keys.Open(p.SealedHash, id.ID)
+	if err != nil {
+		if errors.Is(err, sealing.ErrNoKey) || errors.Is(err, sealing.ErrFormat) {
+			log.Error("no secrets.cipher key opens the sealed current password; only the temporary password works", "error", err.Error())
+			return NoMatch, nil
+		}
+		return NoMatch, err
+	}
+	match, err := pwhash.Verify(string(current), password)
+	if err != nil {
+		return NoMatch, fmt.Errorf("check current password: %w", err)
+	}
+	if !match {
+		return NoMatch, nil
+	}
+	if err := s.patch(ctx, pol, id.ID, kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}}); err != nil {
+		return NoMatch, err
+	}
+	log.Info("user logged in with their current password; the pending reset is void", "event", "reset_void", "outcome", MatchCurrent)
+	return MatchCurrent, nil
+}
+
+// settleTemporary requires the change and ends other sessions before Kratos
+// creates the new session and stores the temporary password's hash; Kratos
+// reads the identity afresh for that write, so the metadata stays.
+func (s *Service) settleTemporary(ctx context.Context, pol Policy, id *kratosadmin.Identity, p pending) (Verdict, error) {
+	meta := with(id.MetadataPublic, map[string]any{KeyChangeRequired: true, KeyExpiresAt: p.ExpiresAt.UTC().Format(time.RFC3339)})
+	if err := s.patch(ctx, pol, id.ID,
+		kratosadmin.Op{Op: "add", Path: []string{"metadata_public"}, Value: meta},
+		kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}},
+	); err != nil {
+		return NoMatch, err
+	}
+	if pol.RevokeSessions {
+		if err := s.revoke(ctx, pol, id.ID); err != nil {
+			return NoMatch, err
+		}
+	}
+	s.log.Info("temporary password used; a new password is required", "event", "reset_used", "identity_id", id.ID,
+		"outcome", MatchTemporary, "sessions_revoked", pol.RevokeSessions)
+	return MatchTemporary, nil
+}
+
+func (s *Service) patch(ctx context.Context, pol Policy, identityID string, ops ...kratosadmin.Op) error {
+	_, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.ids.Patch(ctx, identityID, ops...)
+	})
+	if err != nil {
+		return fmt.Errorf("update identity %s: %w", identityID, err)
+	}
+	return nil
+}
