@@ -234,6 +234,27 @@ func gate(t *testing.T, header http.Header) (int, http.Header) {
 	return callHeaders(t, "GET", "http://"+env.hostAddr+"/gate", header, nil, nil)
 }
 
+// sessionIdentity reads the session's identity afresh through whoami (a
+// login answer carries the identity as it was before the login's hooks).
+func sessionIdentity(t *testing.T, token string) identity {
+	t.Helper()
+	var s struct {
+		Identity identity `json:"identity"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/sessions/whoami", http.Header{"X-Session-Token": {token}}, nil, &s); status != http.StatusOK {
+		t.Fatalf("whoami: HTTP %d", status)
+	}
+	return s.Identity
+}
+
+// useKratos points the helpers at another Kratos for the rest of the test.
+func useKratos(t *testing.T, k kratosServer) {
+	t.Helper()
+	public, admin := env.kratosPublic, env.kratosAdmin
+	env.kratosPublic, env.kratosAdmin = k.public, k.admin
+	t.Cleanup(func() { env.kratosPublic, env.kratosAdmin = public, admin })
+}
+
 // whoami returns the HTTP status of Kratos's session check for a token.
 func whoami(t *testing.T, token string) int {
 	t.Helper()

@@ -48,14 +48,14 @@ func TestRecoveryMailsATemporaryPasswordThatLogsIn(t *testing.T) {
 		t.Errorf("HTML part does not carry the same password")
 	}
 
-	if status, _ := login(t, email, oldPassword); status != http.StatusBadRequest {
-		t.Errorf("login with the old password after the reset: HTTP %d, want 400 (refused)", status)
-	}
 	status, s := login(t, email, temp)
 	if status != http.StatusOK {
 		t.Fatalf("login with the temporary password: HTTP %d, want 200", status)
 	}
-	meta := s.Session.Identity.MetadataPublic
+	if status, _ := login(t, email, oldPassword); status != http.StatusBadRequest {
+		t.Errorf("login with the old password once the temporary one was used: HTTP %d, want 400 (refused)", status)
+	}
+	meta := sessionIdentity(t, s.Token).MetadataPublic
 	if meta["password_change_required"] != true {
 		t.Errorf("session metadata_public = %v, want password_change_required: true", meta)
 	}

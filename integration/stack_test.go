@@ -35,6 +35,7 @@ type stack struct {
 
 	gatewayBin, pluginBin string
 
+	kratosBin                 string
 	kratosPublic, kratosAdmin string
 	hostAddr                  string
 	apiKey                    string
@@ -44,6 +45,7 @@ type stack struct {
 	smtpUser   string
 	smtpPass   string
 	caFile     string
+	cipher     string
 }
 
 var env *stack
@@ -87,6 +89,7 @@ func startStack() (*stack, func(), error) {
 		apiKey:   "it-webhook-key-" + randomHex(12),
 		smtpUser: "gateway@example.com",
 		smtpPass: "it-smtp-code-" + randomHex(8),
+		cipher:   "it-cipher-" + randomHex(16),
 	}
 	_ = os.RemoveAll(s.logDir)
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
@@ -141,42 +144,62 @@ func startStack() (*stack, func(), error) {
 	stops = append(stops, stop)
 
 	// Kratos with the committed configs/kratos, on free ports.
-	publicPort, adminPort, hostPort := freePort(), freePort(), freePort()
-	s.kratosPublic = fmt.Sprintf("http://127.0.0.1:%d", publicPort)
-	s.kratosAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	s.hostAddr = fmt.Sprintf("127.0.0.1:%d", hostPort)
-	kratosEnv := []string{
-		"DSN=sqlite://" + filepath.Join(dir, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=WAL",
-		fmt.Sprintf("SERVE_PUBLIC_PORT=%d", publicPort),
-		"SERVE_PUBLIC_BASE_URL=" + s.kratosPublic + "/",
-		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
-		"SERVE_ADMIN_BASE_URL=" + s.kratosAdmin + "/",
-		// Tests wait for mails; the default 1s pull interval only slows them.
-		"COURIER_WORKER_PULL_WAIT=100ms",
-		"LOG_LEVEL=debug",
-	}
-	kratosDir, err := renderKratosConfig(filepath.Join(root, "configs", "kratos"), filepath.Join(dir, "kratos"), "http://"+s.hostAddr, s.apiKey)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	migrate := exec.Command(kratosBin, "migrate", "sql", "-e", "--yes", "-c", "kratos.yml")
-	migrate.Dir, migrate.Env = kratosDir, append(os.Environ(), kratosEnv...)
-	if out, err := migrate.CombinedOutput(); err != nil {
-		return nil, cleanup, fmt.Errorf("kratos migrate: %v\n%s", err, tail(out))
-	}
-	stop, err = s.start("kratos", kratosBin, kratosDir, kratosEnv, "serve", "-c", "kratos.yml", "--dev", "--watch-courier")
+	s.hostAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
+	s.kratosBin = kratosBin
+	k, stop, err := s.startKratos("kratos", "bcrypt")
 	if err != nil {
 		return nil, cleanup, err
 	}
 	stops = append(stops, stop)
+	s.kratosPublic, s.kratosAdmin = k.public, k.admin
 
-	if err := waitHTTP(s.kratosAdmin+"/admin/health/ready", 60*time.Second); err != nil {
-		return nil, cleanup, fmt.Errorf("kratos not ready: %w", err)
-	}
 	if err := waitHTTP(s.mailpitAPI+"/api/v1/info", 30*time.Second); err != nil {
 		return nil, cleanup, fmt.Errorf("mailpit not ready: %w", err)
 	}
 	return s, cleanup, nil
+}
+
+// kratosServer is one running Kratos.
+type kratosServer struct {
+	public, admin string
+}
+
+// startKratos runs a Kratos of its own (database, ports) with the committed
+// configs/kratos and the given hasher (bcrypt or argon2), wired to the
+// gateway's address, and returns a function that stops it.
+func (s *stack) startKratos(name, hasher string) (kratosServer, func(), error) {
+	dir := filepath.Join(s.dir, name)
+	publicPort, adminPort := freePort(), freePort()
+	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+	kratosEnv := []string{
+		"DSN=sqlite://" + filepath.Join(dir, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=WAL",
+		fmt.Sprintf("SERVE_PUBLIC_PORT=%d", publicPort),
+		"SERVE_PUBLIC_BASE_URL=" + k.public + "/",
+		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
+		"SERVE_ADMIN_BASE_URL=" + k.admin + "/",
+		"HASHERS_ALGORITHM=" + hasher,
+		// Tests wait for mails; the default 1s pull interval only slows them.
+		"COURIER_WORKER_PULL_WAIT=100ms",
+		"LOG_LEVEL=debug",
+	}
+	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, "http://"+s.hostAddr, s.apiKey)
+	if err != nil {
+		return k, nil, err
+	}
+	migrate := exec.Command(s.kratosBin, "migrate", "sql", "-e", "--yes", "-c", "kratos.yml")
+	migrate.Dir, migrate.Env = kratosDir, append(os.Environ(), kratosEnv...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		return k, nil, fmt.Errorf("kratos migrate: %v\n%s", err, tail(out))
+	}
+	stop, err := s.start(name, s.kratosBin, kratosDir, kratosEnv, "serve", "-c", "kratos.yml", "--dev", "--watch-courier")
+	if err != nil {
+		return k, nil, err
+	}
+	if err := waitHTTP(k.admin+"/admin/health/ready", 60*time.Second); err != nil {
+		stop()
+		return k, nil, fmt.Errorf("%s not ready: %w", name, err)
+	}
+	return k, stop, nil
 }
 
 // renderKratosConfig copies configs/kratos to dst with the gateway's address
@@ -342,6 +365,12 @@ type hostOptions struct {
 	smtpPort int
 	// ttl overrides password.ttl (default 1h).
 	ttl string
+	// cooldown overrides password.cooldown (default 60s).
+	cooldown string
+	// replaceAtOnce sets password.keep_current_until_used: false.
+	replaceAtOnce bool
+	// kratos overrides the shared Kratos (e.g. one with another hasher).
+	kratos *kratosServer
 }
 
 // startHost runs `gateway serve` with a config written for this stack and
@@ -357,6 +386,10 @@ func startHost(t *testing.T, o hostOptions) *syncBuffer {
 // safe to call more than once).
 func runHost(t *testing.T, o hostOptions) (*syncBuffer, func()) {
 	t.Helper()
+	k := kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}
+	if o.kratos != nil {
+		k = *o.kratos
+	}
 	cfg := fmt.Sprintf(`enabled: %t
 listen: %s
 webhook:
@@ -371,6 +404,8 @@ plugin:
 password:
   length: 16
   ttl: 1h
+  cooldown: 60s
+  keep_current_until_used: %t
   revoke_sessions: true
 smtp:
   host: 127.0.0.1
@@ -380,7 +415,10 @@ smtp:
   username: %s
   security: tls
   ca_file: %s
-`, o.enabled, env.hostAddr, env.apiKey, env.kratosAdmin, env.kratosPublic, env.pluginBin, env.smtpPort, env.smtpUser, env.caFile)
+`, o.enabled, env.hostAddr, env.apiKey, k.admin, k.public, env.pluginBin, !o.replaceAtOnce, env.smtpPort, env.smtpUser, env.caFile)
+	if o.cooldown != "" {
+		cfg = strings.Replace(cfg, "cooldown: 60s", "cooldown: "+o.cooldown, 1)
+	}
 	if o.ttl != "" {
 		cfg = strings.Replace(cfg, "ttl: 1h", "ttl: "+o.ttl, 1)
 	}
@@ -403,7 +441,7 @@ smtp:
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	// The authorization code comes from the environment, as the README advises.
-	cmd.Env = append(os.Environ(), "GATEWAY_SMTP__AUTHORIZATION_CODE="+env.smtpPass)
+	cmd.Env = append(os.Environ(), "GATEWAY_SMTP__AUTHORIZATION_CODE="+env.smtpPass, "GATEWAY_SECRETS__CIPHER="+env.cipher)
 	out := &teeWriter{a: logFile, b: &logs}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -14,9 +14,10 @@ make -s build
 KRATOS="$root/.cache/kratos-v1.3.1"
 MAILPIT="$root/.cache/mailpit-v1.27.11/mailpit"
 
-# A webhook key for this stack, made once and kept in .stack/.
-[ -s "$state/webhook-api-key" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/webhook-api-key"
-api_key=$(cat "$state/webhook-api-key")
+# This stack's webhook key and cipher key, made once and kept in .stack/.
+secret() { [ -s "$state/$1" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/$1"; cat "$state/$1"; }
+api_key=$(secret webhook-api-key)
+cipher=$(secret secrets-cipher)
 
 pids=()
 stop() {
@@ -52,7 +53,7 @@ pids+=($!)
 # configs/gateway.yaml as shipped, pointed at the local Mailpit. Plaintext SMTP
 # is acceptable only because Mailpit is on loopback; the gateway logs a
 # security warning for it, as it should.
-GATEWAY_WEBHOOK__API_KEY="$api_key" \
+GATEWAY_WEBHOOK__API_KEY="$api_key" GATEWAY_SECRETS__CIPHER="$cipher" \
 GATEWAY_SMTP__HOST=127.0.0.1 GATEWAY_SMTP__PORT=1025 GATEWAY_SMTP__SECURITY=none \
 GATEWAY_LOG__FORMAT=text \
   bin/gateway serve --config configs/gateway.yaml >"$state/gateway.log" 2>&1 &
@@ -79,7 +80,9 @@ kratos-email-gateway local stack is up (logs in .stack/):
 Try the journey with the demo user alice@example.com (password Alice-Old-Password-1):
   scripts/recover.sh alice@example.com        # Kratos recovery: the mail arrives in Mailpit
   scripts/login.sh alice@example.com 'TEMPORARY-PASSWORD-FROM-THE-MAIL'
-                                              # logs in; metadata_public.password_change_required is true
+                                              # logs in; a new password is now required
+  (until the temporary password is used, Alice-Old-Password-1 keeps working:
+   logging in with it voids the reset instead)
 
 Ctrl-C stops the stack.
 MSG
