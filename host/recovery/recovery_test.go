@@ -169,7 +169,7 @@ func TestResetWritesBeforeItMails(t *testing.T) {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 	wantUpdate := kratosadmin.PasswordUpdate{
-		Password: "Tmp-Pass-2345-xyz",
+		Password:       "Tmp-Pass-2345-xyz",
 		MetadataPublic: map[string]any{"plan": "pro", KeyChangeRequired: true, KeyExpiresAt: "2026-11-26T22:00:00Z"},
 		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z", KeyMessage: "k1"}},
 	}
