@@ -375,17 +375,21 @@ type hostOptions struct {
 
 // startHost runs `gateway serve` with a config written for this stack and
 // stops it when the test ends.
-func startHost(t *testing.T, o hostOptions) *syncBuffer {
+func startHost(t *testing.T, o hostOptions) *hostProc {
 	t.Helper()
-	logs, stop := runHost(t, o)
+	h, stop := runHost(t, o)
 	t.Cleanup(stop)
-	return logs
+	return h
 }
 
-// runHost is startHost for tests that stop the host themselves (stop is
-// safe to call more than once).
-func runHost(t *testing.T, o hostOptions) (*syncBuffer, func()) {
-	t.Helper()
+// hostProc is a running gateway host: its log and its config file.
+type hostProc struct {
+	*syncBuffer
+	configPath string
+}
+
+// gatewayConfig renders the gateway.yaml of a test.
+func gatewayConfig(o hostOptions) string {
 	k := kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}
 	if o.kratos != nil {
 		k = *o.kratos
@@ -425,10 +429,23 @@ smtp:
 	if o.smtpPort != 0 {
 		cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", o.smtpPort), 1)
 	}
+	return cfg
+}
+
+// runHost is startHost for tests that stop the host themselves (stop is
+// safe to call more than once).
+func runHost(t *testing.T, o hostOptions) (*hostProc, func()) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(gatewayConfig(o)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return runHostWith(t, path)
+}
+
+// runHostWith starts `gateway serve` on a config file the test wrote.
+func runHostWith(t *testing.T, path string) (*hostProc, func()) {
+	t.Helper()
 	var logs syncBuffer
 	// Appending keeps the logs of every host a test started.
 	logFile, err := os.OpenFile(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"),
@@ -459,5 +476,5 @@ smtp:
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
-	return &logs, stop
+	return &hostProc{syncBuffer: &logs, configPath: path}, stop
 }

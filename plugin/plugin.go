@@ -150,11 +150,11 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 	default:
 		return nil, fmt.Errorf("%w: message has no content", sdk.ErrInvalidArgument)
 	}
-	reply, err := st.sender.Send(ctx, mail)
+	res, err := st.sender.SendTraced(ctx, mail)
 	if err != nil {
 		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
 	}
-	return &sdk.SendMessageResponse{ServerReply: reply}, nil
+	return &sdk.SendMessageResponse{ServerReply: res.Reply, Trace: steps(res.Trace)}, nil
 }
 
 func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage) (mailtmpl.Mail, error) {
@@ -177,6 +177,53 @@ func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage
 		return mailtmpl.Mail{}, fmt.Errorf("%w: render password mail: %v", sdk.ErrInvalidArgument, err)
 	}
 	return m, nil
+}
+
+// Render renders the password mail as SendMessage would, without sending.
+func (g *Gateway) Render(_ context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+	st, err := g.state()
+	if err != nil {
+		return nil, err
+	}
+	if req.Password == nil {
+		return nil, fmt.Errorf("%w: render needs a password message", sdk.ErrInvalidArgument)
+	}
+	m, err := renderPassword(st.tmpl, req.Recipient, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	return &sdk.RenderResponse{Subject: m.Subject, TextBody: m.Text, HTMLBody: m.HTML, Locale: m.Locale}, nil
+}
+
+// Probe sends a short test mail and reports how far the delivery got.
+func (g *Gateway) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
+	st, err := g.state()
+	if err != nil {
+		return nil, err
+	}
+	mail := smtpsend.Mail{
+		To:      req.Recipient,
+		Subject: "kratos-email-gateway test message",
+		Text:    "This is a test message from kratos-email-gateway (gateway smtp test). The SMTP settings work.\n",
+	}
+	res, err := st.sender.SendTraced(ctx, mail)
+	if err != nil {
+		var se *smtpsend.StageError
+		if !errors.As(err, &se) {
+			// Not an SMTP stage: the request itself is wrong (e.g. the address).
+			return nil, err
+		}
+		return &sdk.ProbeResponse{Err: err.Error(), Trace: steps(se.Trace)}, nil
+	}
+	return &sdk.ProbeResponse{Delivered: true, Trace: steps(res.Trace)}, nil
+}
+
+func steps(trace []smtpsend.Step) []sdk.SMTPStep {
+	out := make([]sdk.SMTPStep, 0, len(trace))
+	for _, s := range trace {
+		out = append(out, sdk.SMTPStep{Stage: s.Stage, Detail: s.Detail, Duration: s.Duration, Err: s.Err})
+	}
+	return out
 }
 
 // Health reports whether a config was accepted.

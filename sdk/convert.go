@@ -10,6 +10,52 @@ import (
 // The generated types stay behind these nil-safe functions: they are the
 // only place that knows both shapes.
 
+func passwordToProto(p *PasswordMessage) *pb.PasswordMessage {
+	if p == nil {
+		return nil
+	}
+	return &pb.PasswordMessage{
+		Password:           p.Password,
+		ExpiresAt:          p.ExpiresAt.UTC().Format(time.RFC3339),
+		LoginUrl:           p.LoginURL,
+		IdentityId:         p.IdentityID,
+		IdentityTraitsJson: p.IdentityTraits,
+	}
+}
+
+func passwordFromProto(p *pb.PasswordMessage) (*PasswordMessage, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: password message missing", ErrInvalidArgument)
+	}
+	exp, err := time.Parse(time.RFC3339, p.GetExpiresAt())
+	if err != nil {
+		return nil, fmt.Errorf("%w: password message expires_at: %v", ErrInvalidArgument, err)
+	}
+	return &PasswordMessage{
+		Password:       p.GetPassword(),
+		ExpiresAt:      exp,
+		LoginURL:       p.GetLoginUrl(),
+		IdentityID:     p.GetIdentityId(),
+		IdentityTraits: p.GetIdentityTraitsJson(),
+	}, nil
+}
+
+func stepsToProto(steps []SMTPStep) []*pb.SmtpStep {
+	out := make([]*pb.SmtpStep, 0, len(steps))
+	for _, s := range steps {
+		out = append(out, &pb.SmtpStep{Stage: s.Stage, Detail: s.Detail, DurationMicros: s.Duration.Microseconds(), Error: s.Err})
+	}
+	return out
+}
+
+func stepsFromProto(steps []*pb.SmtpStep) []SMTPStep {
+	var out []SMTPStep
+	for _, s := range steps {
+		out = append(out, SMTPStep{Stage: s.GetStage(), Detail: s.GetDetail(), Duration: time.Duration(s.GetDurationMicros()) * time.Microsecond, Err: s.GetError()})
+	}
+	return out
+}
+
 func sendToProto(r *SendMessageRequest) *pb.SendMessageRequest {
 	if r == nil {
 		return &pb.SendMessageRequest{}
@@ -17,14 +63,7 @@ func sendToProto(r *SendMessageRequest) *pb.SendMessageRequest {
 	out := &pb.SendMessageRequest{Recipient: r.Recipient}
 	switch {
 	case r.Password != nil:
-		p := r.Password
-		out.Content = &pb.SendMessageRequest_Password{Password: &pb.PasswordMessage{
-			Password:           p.Password,
-			ExpiresAt:          p.ExpiresAt.UTC().Format(time.RFC3339),
-			LoginUrl:           p.LoginURL,
-			IdentityId:         p.IdentityID,
-			IdentityTraitsJson: p.IdentityTraits,
-		}}
+		out.Content = &pb.SendMessageRequest_Password{Password: passwordToProto(r.Password)}
 	case r.Rendered != nil:
 		out.Content = &pb.SendMessageRequest_Rendered{Rendered: &pb.RenderedMessage{
 			Subject:  r.Rendered.Subject,
@@ -39,18 +78,11 @@ func sendFromProto(r *pb.SendMessageRequest) (*SendMessageRequest, error) {
 	out := &SendMessageRequest{Recipient: r.GetRecipient()}
 	switch c := r.GetContent().(type) {
 	case *pb.SendMessageRequest_Password:
-		p := c.Password
-		exp, err := time.Parse(time.RFC3339, p.GetExpiresAt())
+		p, err := passwordFromProto(c.Password)
 		if err != nil {
-			return nil, fmt.Errorf("%w: password message expires_at: %v", ErrInvalidArgument, err)
+			return nil, err
 		}
-		out.Password = &PasswordMessage{
-			Password:       p.GetPassword(),
-			ExpiresAt:      exp,
-			LoginURL:       p.GetLoginUrl(),
-			IdentityID:     p.GetIdentityId(),
-			IdentityTraits: p.GetIdentityTraitsJson(),
-		}
+		out.Password = p
 	case *pb.SendMessageRequest_Rendered:
 		out.Rendered = &RenderedMessage{
 			Subject:  c.Rendered.GetSubject(),

@@ -33,7 +33,7 @@ func (c *grpcClient) SendMessage(ctx context.Context, r *SendMessageRequest) (*S
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	return &SendMessageResponse{ServerReply: resp.GetServerReply()}, nil
+	return &SendMessageResponse{ServerReply: resp.GetServerReply(), Trace: stepsFromProto(resp.GetTrace())}, nil
 }
 
 func (c *grpcClient) Health(ctx context.Context, _ *HealthRequest) (*HealthResponse, error) {
@@ -42,4 +42,20 @@ func (c *grpcClient) Health(ctx context.Context, _ *HealthRequest) (*HealthRespo
 		return nil, fromStatus(err)
 	}
 	return &HealthResponse{Configured: resp.GetConfigured(), Detail: resp.GetDetail()}, nil
+}
+
+func (c *grpcClient) Render(ctx context.Context, r *RenderRequest) (*RenderResponse, error) {
+	resp, err := c.c.Render(ctx, &pb.RenderRequest{Recipient: r.Recipient, Password: passwordToProto(r.Password)})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &RenderResponse{Subject: resp.GetSubject(), TextBody: resp.GetTextBody(), HTMLBody: resp.GetHtmlBody(), Locale: resp.GetLocale()}, nil
+}
+
+func (c *grpcClient) Probe(ctx context.Context, r *ProbeRequest) (*ProbeResponse, error) {
+	resp, err := c.c.Probe(ctx, &pb.ProbeRequest{Recipient: r.Recipient})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &ProbeResponse{Delivered: resp.GetDelivered(), Trace: stepsFromProto(resp.GetTrace()), Err: resp.GetError()}, nil
 }

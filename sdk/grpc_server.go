@@ -37,7 +37,7 @@ func (s *grpcServer) SendMessage(ctx context.Context, r *pb.SendMessageRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.SendMessageResponse{ServerReply: resp.ServerReply}, nil
+	return &pb.SendMessageResponse{ServerReply: resp.ServerReply, Trace: stepsToProto(resp.Trace)}, nil
 }
 
 func (s *grpcServer) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
@@ -46,4 +46,24 @@ func (s *grpcServer) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.Healt
 		return nil, toStatus(err)
 	}
 	return &pb.HealthResponse{Configured: resp.Configured, Detail: resp.Detail}, nil
+}
+
+func (s *grpcServer) Render(ctx context.Context, r *pb.RenderRequest) (*pb.RenderResponse, error) {
+	p, err := passwordFromProto(r.GetPassword())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp, err := s.impl.Render(ctx, &RenderRequest{Recipient: r.GetRecipient(), Password: p})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RenderResponse{Subject: resp.Subject, TextBody: resp.TextBody, HtmlBody: resp.HTMLBody, Locale: resp.Locale}, nil
+}
+
+func (s *grpcServer) Probe(ctx context.Context, r *pb.ProbeRequest) (*pb.ProbeResponse, error) {
+	resp, err := s.impl.Probe(ctx, &ProbeRequest{Recipient: r.GetRecipient()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ProbeResponse{Delivered: resp.Delivered, Trace: stepsToProto(resp.Trace), Error: resp.Err}, nil
 }

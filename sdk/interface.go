@@ -21,6 +21,11 @@ type Gateway interface {
 	SendMessage(ctx context.Context, req *SendMessageRequest) (*SendMessageResponse, error)
 	// Health reports whether the plugin can work.
 	Health(ctx context.Context, req *HealthRequest) (*HealthResponse, error)
+	// Render renders a password mail without sending it, for previews.
+	Render(ctx context.Context, req *RenderRequest) (*RenderResponse, error)
+	// Probe sends a test mail and reports each SMTP stage; an SMTP failure
+	// is reported in the response, not as an error.
+	Probe(ctx context.Context, req *ProbeRequest) (*ProbeResponse, error)
 }
 
 // ConfigureRequest carries the plugin's config section as a JSON object.
@@ -69,9 +74,45 @@ type PasswordMessage struct {
 	IdentityTraits json.RawMessage
 }
 
-// SendMessageResponse holds the SMTP server's reply to the accepted mail.
+// SendMessageResponse holds the SMTP server's reply to the accepted mail
+// and the stages of the delivery.
 type SendMessageResponse struct {
 	ServerReply string
+	Trace       []SMTPStep
+}
+
+// SMTPStep is one stage of an SMTP delivery. It never holds a secret.
+type SMTPStep struct {
+	Stage    string // connect, tls, greeting, hello, auth, mail_from, rcpt_to, data, reset/close
+	Detail   string
+	Duration time.Duration
+	Err      string // empty when the stage succeeded
+}
+
+// RenderRequest asks for the password mail a recipient would get.
+type RenderRequest struct {
+	Recipient string
+	Password  *PasswordMessage
+}
+
+// RenderResponse is a rendered mail; Locale names the template variant.
+type RenderResponse struct {
+	Subject  string
+	TextBody string
+	HTMLBody string
+	Locale   string
+}
+
+// ProbeRequest asks for a test mail to Recipient.
+type ProbeRequest struct {
+	Recipient string
+}
+
+// ProbeResponse reports how a test delivery went, stage by stage.
+type ProbeResponse struct {
+	Delivered bool
+	Trace     []SMTPStep
+	Err       string
 }
 
 // HealthRequest is empty today; it is a struct so fields can be added.

@@ -32,6 +32,10 @@ const usage = `gateway: the kratos-email-gateway host
 Usage:
   gateway serve --config FILE          run the HTTP server Kratos calls
   gateway config check --config FILE   validate a config, plugin sections included
+  gateway smtp test --config FILE --to ADDR
+                                       send a test mail and print each SMTP stage
+  gateway template preview --config FILE [--locale L] [--part text|html|all] [--out FILE]
+                                       render the temporary password mail with sample data
 
 Environment: GATEWAY_<KEY>, "__" between levels, overrides the file
 (e.g. GATEWAY_SMTP__AUTHORIZATION_CODE, GATEWAY_WEBHOOK__API_KEY).
@@ -45,6 +49,10 @@ func Run(ctx context.Context, env Env) int {
 		return exit(env, serve(ctx, env, args[1:]))
 	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
 		return exit(env, checkConfig(ctx, env, args[2:]))
+	case len(args) >= 2 && args[0] == "smtp" && args[1] == "test":
+		return exit(env, smtpTest(ctx, env, args[2:]))
+	case len(args) >= 2 && args[0] == "template" && args[1] == "preview":
+		return exit(env, templatePreview(ctx, env, args[2:]))
 	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -124,20 +132,12 @@ func checkConfig(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path, env.Environ)
-	if err != nil {
-		return err
-	}
-	proc, err := sdk.Launch(launchConfig(cfg, env.Environ, env.Stderr))
+	_, proc, warnings, err := configuredPlugin(ctx, env, path)
 	if err != nil {
 		return err
 	}
 	defer proc.Kill()
-	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: cfg.PluginConfig})
-	if err != nil {
-		return fmt.Errorf("plugin refused its sections: %w", err)
-	}
-	for _, w := range resp.Warnings {
+	for _, w := range warnings {
 		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(env.Stdout, "%s: ok\n", path)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
-	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -47,13 +47,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
-	var keys *sealing.Keyring
-	if len(cfg.Secrets.Cipher) > 0 {
-		if keys, err = sealing.New(cfg.Secrets.Cipher); err != nil {
-			return err
-		}
-	}
-	resets := recovery.New(kratos, plugin, keys, time.Now, log)
+	resets := recovery.New(kratos, plugin, time.Now, log)
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
@@ -67,8 +61,23 @@ func serve(ctx context.Context, env Env, args []string) error {
 		}},
 		{Name: "kratos", Run: kratos.Ready},
 	}
+	store := config.NewStore(cfg)
+	reloader := &config.Reloader{
+		Path:    path,
+		Environ: env.Environ,
+		Store:   store,
+		Apply: func(ctx context.Context, c *config.Config) ([]string, error) {
+			resp, err := plugin.Configure(ctx, &sdk.ConfigureRequest{Config: c.PluginConfig})
+			if err != nil {
+				return nil, err
+			}
+			return resp.Warnings, nil
+		},
+		Log: log,
+	}
+	checks = append(checks, httpapi.Check{Name: "config", Run: store.Healthy})
 	srv := httpapi.New(httpapi.Deps{
-		Config:   func() *config.Config { return cfg },
+		Config:   store.Current,
 		Reset:    resets,
 		Send:     plugin,
 		Sessions: kratospublic.New(cfg.Kratos.PublicURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
@@ -89,6 +98,24 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if err := reloader.Watch(ctx); err != nil {
+			log.Error("config file is not watched; reload with SIGHUP", "error", err.Error())
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = reloader.Reload(ctx)
+			}
+		}
+	}()
 	log.Info("gateway serving", "listen", ln.Addr().String(), "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
 
 	select {

@@ -50,6 +50,8 @@ type Config struct {
 	// PluginConfig is the password, smtp and template sections as JSON, passed
 	// to the plugin's Configure.
 	PluginConfig json.RawMessage `koanf:"-"`
+	// Keyring is built from Secrets.Cipher; nil without keys.
+	Keyring *sealing.Keyring `koanf:"-"`
 }
 
 // Webhook authenticates Kratos's calls.
@@ -185,6 +187,12 @@ func Parse(yamlBytes []byte, environ []string) (*Config, error) {
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if len(c.Secrets.Cipher) > 0 {
+		// Validate checked the keys; New cannot fail on them now.
+		if c.Keyring, err = sealing.New(c.Secrets.Cipher); err != nil {
+			return nil, err
+		}
 	}
 	return &c, nil
 }

@@ -48,7 +48,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 	}
 }
 
-var cmpIgnorePluginConfig = cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "PluginConfig" }, cmp.Ignore())
+var cmpIgnorePluginConfig = cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "PluginConfig" || p.String() == "Keyring" }, cmp.Ignore())
 
 func TestEnvironmentOverridesFileAndReachesPlugin(t *testing.T) {
 	t.Parallel()

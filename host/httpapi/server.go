@@ -155,6 +155,7 @@ func policy(cfg *config.Config) recovery.Policy {
 		TTL:            cfg.Password.TTL,
 		Cooldown:       cfg.Password.Cooldown,
 		KeepCurrent:    cfg.Password.KeepCurrentUntilUsed,
+		Keys:           cfg.Keyring,
 		RevokeSessions: cfg.Password.RevokeSessions,
 		LoginURL:       cfg.Kratos.LoginUIURL,
 		KratosTimeout:  cfg.Timeouts.Kratos,

@@ -93,6 +93,24 @@ func (h *Host) Health(ctx context.Context, req *sdk.HealthRequest) (*sdk.HealthR
 	return gw.Health(ctx, req)
 }
 
+// Render forwards to the plugin.
+func (h *Host) Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gw.Render(ctx, req)
+}
+
+// Probe forwards to the plugin.
+func (h *Host) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
+	gw, err := h.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return gw.Probe(ctx, req)
+}
+
 // Restarts counts the relaunches since Start.
 func (h *Host) Restarts() int {
 	h.mu.Lock()

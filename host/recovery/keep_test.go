@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
-	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/sdktest"
 )
@@ -49,7 +47,7 @@ func TestKeepCurrentDoesNotTouchThePassword(t *testing.T) {
 	if !ok || !p.ExpiresAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("pending = %+v, %v", p, ok)
 	}
-	keys, _ := sealing.New([]string{cipherKey})
+	keys := mustKeys(cipherKey)
 	if hash, err := keys.Open(p.SealedHash, "id-1"); err != nil || string(hash) != currentHash {
 		t.Errorf("sealed hash opens to %q, %v; want the current hash", hash, err)
 	}
@@ -213,16 +211,13 @@ func TestKeyRotation(t *testing.T) {
 				if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 					t.Fatal(err)
 				}
-				rotated, err := sealing.New(tt.keys)
-				if err != nil {
-					t.Fatal(err)
-				}
-				f.svc.keys = rotated
+				rotated := keepPolicy
+				rotated.Keys = mustKeys(tt.keys...)
 				want := tt.current
 				if pw == "Tmp-1" {
 					want = tt.temp
 				}
-				got, err := f.svc.CheckPassword(context.Background(), "alice@example.com", pw, keepPolicy)
+				got, err := f.svc.CheckPassword(context.Background(), "alice@example.com", pw, rotated)
 				if err != nil || got != want {
 					t.Errorf("CheckPassword = %q, %v; want %q", got, err, want)
 				}
@@ -264,7 +259,7 @@ func TestCheckPasswordErrorPathsNeverMatch(t *testing.T) {
 	}{
 		{"unknown identifier", func(*fixture) {}, "nobody@example.com"},
 		{"no pending reset", func(*fixture) {}, "alice@example.com"},
-		{"no keys configured", func(f *fixture) { f.svc.keys = nil }, "alice@example.com"},
+		{"no keys configured", func(f *fixture) { f.noKeys = true }, "alice@example.com"},
 		{"Kratos fails to record the use", func(f *fixture) { f.svc.ids = failingPatch{f.ids} }, "alice@example.com"},
 		{"Kratos unreachable", func(f *fixture) { f.svc.ids = unreachable{f.ids} }, "alice@example.com"},
 	}
@@ -279,8 +274,12 @@ func TestCheckPasswordErrorPathsNeverMatch(t *testing.T) {
 				}
 			}
 			tt.setup(f)
+			pol := keepPolicy
+			if f.noKeys {
+				pol.Keys = nil
+			}
 			for _, pw := range []string{"Tmp-1", currentPassword} {
-				if got, _ := f.svc.CheckPassword(context.Background(), tt.user, pw, keepPolicy); got != NoMatch {
+				if got, _ := f.svc.CheckPassword(context.Background(), tt.user, pw, pol); got != NoMatch {
 					t.Errorf("CheckPassword(%s) = %q, want NoMatch", pw, got)
 				}
 			}
@@ -303,8 +302,9 @@ func (unreachable) FindByIdentifier(context.Context, string) (*kratosadmin.Ident
 func TestKeepCurrentWithoutKeysIsAnError(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
-	f.svc = New(f.ids, f.svc.mail, nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
-	_, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy)
+	pol := keepPolicy
+	pol.Keys = nil
+	_, err := f.svc.Reset(context.Background(), alice("k1"), pol)
 	if err == nil || !strings.Contains(err.Error(), "secrets.cipher") {
 		t.Fatalf("Reset = %v, want an error naming secrets.cipher", err)
 	}

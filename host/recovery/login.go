@@ -46,14 +46,15 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	log := s.log.With("identity_id", id.ID)
 
 	p, ok := readPending(id.MetadataAdmin)
-	if !ok || s.keys == nil {
+	keys := pol.Keys
+	if !ok || keys == nil {
 		pwhash.Dummy(password)
 		log.Warn("password migration hook called for an identity without a pending reset of the gateway; refused")
 		return NoMatch, nil
 	}
 	now := s.now()
 
-	if ok, err := s.keys.Verify(p.TempMAC, password, id.ID); err != nil {
+	if ok, err := keys.Verify(p.TempMAC, password, id.ID); err != nil {
 		log.Warn("the temporary password's hash cannot be checked with the configured secrets.cipher keys", "error", err.Error())
 	} else if ok && now.Before(p.ExpiresAt) {
 		return s.settleTemporary(ctx, pol, id, p)
@@ -61,7 +62,7 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 		log.Info("expired temporary password used; refused", "event", "login_refused", "expired_at", p.ExpiresAt.Format(time.RFC3339))
 	}
 
-	current, err := s.keys.Open(p.SealedHash, id.ID)
+	current, err := keys.Open(p.SealedHash, id.ID)
 	if err != nil {
 		if errors.Is(err, sealing.ErrNoKey) || errors.Is(err, sealing.ErrFormat) {
 			log.Error("no secrets.cipher key opens the sealed current password; only the temporary password works", "error", err.Error())

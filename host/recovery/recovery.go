@@ -61,7 +61,10 @@ type Policy struct {
 	Cooldown time.Duration
 	// KeepCurrent keeps the current password working until the temporary
 	// one is used (password.keep_current_until_used).
-	KeepCurrent    bool
+	KeepCurrent bool
+	// Keys seal and check what a pending reset keeps (secrets.cipher); nil
+	// when none are configured.
+	Keys           *sealing.Keyring
 	RevokeSessions bool
 	LoginURL       string
 	KratosTimeout  time.Duration
@@ -96,16 +99,14 @@ func MessageKey(secret, identityID, codeOrLink string) string {
 type Service struct {
 	ids   Identities
 	mail  Mailer
-	keys  *sealing.Keyring // nil when no secrets.cipher is configured
 	now   func() time.Time
 	log   *slog.Logger
 	locks keyedLocks
 }
 
-// New returns a Service. keys may be nil, and then resets replace the
-// password at once; now is injectable so tests control expiry times.
-func New(ids Identities, mail Mailer, keys *sealing.Keyring, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{ids: ids, mail: mail, keys: keys, now: now, log: log}
+// New returns a Service; now is injectable so tests control expiry times.
+func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *Service {
+	return &Service{ids: ids, mail: mail, now: now, log: log}
 }
 
 // Reset issues a temporary password for req.IdentityID and mails it. It
@@ -160,7 +161,7 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 
 	keep := pol.KeepCurrent
 	if keep {
-		p, why, err := s.pendingFor(id, issued.Password, expires)
+		p, why, err := pendingFor(pol.Keys, id, issued.Password, expires)
 		switch {
 		case err != nil:
 			return "", err
@@ -209,11 +210,11 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 // later recovery while one is pending keeps the sealed hash it already has:
 // Kratos no longer stores the hash then. why, when not empty, says why the
 // current password cannot be kept.
-func (s *Service) pendingFor(id *kratosadmin.Identity, temp string, expires time.Time) (p pending, why string, err error) {
-	if s.keys == nil {
+func pendingFor(keys *sealing.Keyring, id *kratosadmin.Identity, temp string, expires time.Time) (p pending, why string, err error) {
+	if keys == nil {
 		return pending{}, "", errors.New("password.keep_current_until_used needs secrets.cipher: set GATEWAY_SECRETS__CIPHER")
 	}
-	p = pending{TempMAC: s.keys.MAC(temp, id.ID), ExpiresAt: expires}
+	p = pending{TempMAC: keys.MAC(temp, id.ID), ExpiresAt: expires}
 	if old, ok := readPending(id.MetadataAdmin); ok && old.SealedHash != "" {
 		p.SealedHash = old.SealedHash
 		return p, "", nil
@@ -226,7 +227,7 @@ func (s *Service) pendingFor(id *kratosadmin.Identity, temp string, expires time
 	case !pwhash.Supported(id.PasswordHash):
 		return pending{}, "the current password hash is neither bcrypt nor argon2id", nil
 	}
-	if p.SealedHash, err = s.keys.Seal([]byte(id.PasswordHash), id.ID); err != nil {
+	if p.SealedHash, err = keys.Seal([]byte(id.PasswordHash), id.ID); err != nil {
 		return pending{}, "", fmt.Errorf("seal current password hash: %w", err)
 	}
 	return p, "", nil

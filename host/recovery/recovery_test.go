@@ -105,11 +105,12 @@ func (f *identities) RevokeSessions(context.Context, string) error {
 var now = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	svc   *Service
-	ids   *identities
-	calls []string
-	sent  []*sdk.SendMessageRequest
-	logs  bytes.Buffer
+	noKeys bool
+	svc    *Service
+	ids    *identities
+	calls  []string
+	sent   []*sdk.SendMessageRequest
+	logs   bytes.Buffer
 }
 
 func newFixture(sendErr error) *fixture {
@@ -138,12 +139,16 @@ func newFixture(sendErr error) *fixture {
 			return &sdk.SendMessageResponse{ServerReply: "250 queued"}, nil
 		},
 	}
-	keys, err := sealing.New([]string{cipherKey})
+	f.svc = New(f.ids, mailer, func() time.Time { return now }, slog.New(slog.NewJSONHandler(&f.logs, nil)))
+	return f
+}
+
+func mustKeys(secrets ...string) *sealing.Keyring {
+	keys, err := sealing.New(secrets)
 	if err != nil {
 		panic(err)
 	}
-	f.svc = New(f.ids, mailer, keys, func() time.Time { return now }, slog.New(slog.NewJSONHandler(&f.logs, nil)))
-	return f
+	return keys
 }
 
 const (
@@ -157,7 +162,7 @@ const (
 // policy replaces the password at once; keepPolicy keeps the current one.
 var (
 	policy     = Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
-	keepPolicy = Policy{TTL: time.Hour, KeepCurrent: true, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	keepPolicy = Policy{TTL: time.Hour, KeepCurrent: true, Keys: mustKeys(cipherKey), RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
 )
 
 func TestResetWritesBeforeItMails(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package mailtmpl renders the mail that hands a user their temporary
-// password: a subject, a plain-text body and an HTML body, from inline
-// templates in the config or from the embedded defaults.
+// password: a subject, a plain-text body and an HTML body, from a template
+// folder with per-locale variants, inline templates in the config or the
+// embedded defaults.
 //
 // Templates see a Data value and one function, formatTime, which writes a
 // time in UTC as "2006-01-02 15:04 UTC". The subject and text body use
@@ -10,10 +11,13 @@ package mailtmpl
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
 	htmltemplate "html/template"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	texttemplate "text/template"
 	"time"
@@ -25,7 +29,11 @@ const (
 	keySubject = "template.subject"
 	keyText    = "template.text"
 	keyHTML    = "template.html"
+	keyDir     = "template.dir"
 )
+
+// defaultLocaleTrait is the trait read when Config.LocaleTrait is empty.
+const defaultLocaleTrait = "locale"
 
 // timeLayout is what formatTime writes: unambiguous and readable anywhere,
 // since the mail cannot know the reader's time zone.
@@ -51,17 +59,29 @@ type Data struct {
 	Identity  Identity
 }
 
-// Config holds inline templates; an empty field means the embedded default.
+// Config says where the templates come from. For each of the three
+// templates the most specific source wins: <Dir>/<locale>/<file>, then
+// <Dir>/<file>, then the inline field, then the embedded default.
 //
-// Templates run with missingkey=error, and New tries each one on SampleData,
-// so a typo such as {{.Identity.Traits.emial}} fails at startup rather than
-// on the first mail. A trait the sample lacks (it has email, name.first and
+// Dir holds subject.txt, body.txt and body.html, each optional, and locale
+// folders such as de or pt-br holding any of the same three files. Render
+// picks the folder from the identity's LocaleTrait trait, falling back from
+// pt-br to pt to the templates outside any locale folder. A relative Dir is
+// relative to the working directory. New reads the folder once; later
+// changes to it need a new Set.
+//
+// Templates run with missingkey=error, and New tries each one on SampleData
+// (for a locale folder, with the locale trait set to its locale), so a typo
+// such as {{.Identity.Traits.emial}} fails at startup rather than on the
+// first mail. A trait the sample lacks (it has email, name.first and
 // name.last) must therefore be read with index, which yields nothing for a
 // missing key: {{with index .Identity.Traits "nickname"}}{{.}}{{end}}.
 type Config struct {
-	Subject string // template.subject
-	Text    string // template.text
-	HTML    string // template.html
+	Subject     string `koanf:"subject"`      // template.subject
+	Text        string `koanf:"text"`         // template.text
+	HTML        string `koanf:"html"`         // template.html
+	Dir         string `koanf:"dir"`          // template.dir; empty means no folder
+	LocaleTrait string `koanf:"locale_trait"` // template.locale_trait; empty means "locale"
 }
 
 // Mail is a rendered mail.
@@ -69,15 +89,97 @@ type Mail struct {
 	Subject string
 	Text    string
 	HTML    string
+	Locale  string // the locale folder the mail came from, "" for none
 }
 
 // Set is a parsed and checked set of templates. It is never changed after
 // New, and text/template and html/template allow concurrent execution, so a
 // Set is safe for concurrent use.
 type Set struct {
-	subject *texttemplate.Template
-	text    *texttemplate.Template
-	html    *htmltemplate.Template
+	trait   string              // the identity trait that names the locale
+	base    *variant            // the templates outside any locale folder
+	locales map[string]*variant // by normalised locale
+}
+
+// part is one of the three templates of a mail.
+type part int
+
+const (
+	subjectPart part = iota
+	textPart
+	htmlPart
+	numParts
+)
+
+// file is the part's file name in the template folder and in defaults/.
+func (p part) file() string {
+	return [numParts]string{"subject.txt", "body.txt", "body.html"}[p]
+}
+
+// key is the config key of the part's inline template.
+func (p part) key() string {
+	return [numParts]string{keySubject, keyText, keyHTML}[p]
+}
+
+// name is the name of the part's inline or default template, which
+// text/template and html/template put in their errors.
+func (p part) name() string {
+	return [numParts]string{"subject", "text", "html"}[p]
+}
+
+// inline is the part's inline template in cfg.
+func (p part) inline(cfg Config) string {
+	return [numParts]string{cfg.Subject, cfg.Text, cfg.HTML}[p]
+}
+
+// partOf returns the part that file holds, if it is a template file name.
+func partOf(file string) (part, bool) {
+	for p := range numParts {
+		if p.file() == file {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// origin tells where a template came from, for errors.
+type origin struct {
+	key  string // the config key
+	file string // the path inside template.dir; "" outside it
+}
+
+func (o origin) String() string {
+	if o.file == "" {
+		return o.key
+	}
+	return o.key + ": " + o.file
+}
+
+// source is the text of a template before parsing.
+type source struct {
+	origin
+	text string
+}
+
+// folder holds the sources found in one folder, by part; nil for a file the
+// folder lacks.
+type folder [numParts]*source
+
+// executor is what text/template and html/template templates have in common.
+type executor interface {
+	Execute(w io.Writer, data any) error
+}
+
+// tmpl is a parsed template.
+type tmpl struct {
+	origin
+	exec executor
+}
+
+// variant is the three templates for one locale.
+type variant struct {
+	locale string // "" outside any locale folder
+	parts  [numParts]tmpl
 }
 
 func funcs() map[string]any {
@@ -86,86 +188,166 @@ func funcs() map[string]any {
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 
-// New parses the templates in cfg, falling back to the embedded defaults for
-// empty fields, and renders them once with SampleData to reject templates
-// that parse but cannot run.
+// New reads and parses the templates cfg names and renders every variant
+// once with SampleData, to reject templates that parse but cannot run.
 func New(cfg Config) (*Set, error) {
-	subjectSrc, err := source(cfg.Subject, "defaults/subject.txt")
-	if err != nil {
-		return nil, err
+	var root folder
+	var localeFolders map[string]folder
+	if cfg.Dir != "" {
+		var err error
+		if root, localeFolders, err = readDir(cfg.Dir); err != nil {
+			return nil, err
+		}
 	}
-	textSrc, err := source(cfg.Text, "defaults/body.txt")
-	if err != nil {
-		return nil, err
-	}
-	htmlSrc, err := source(cfg.HTML, "defaults/body.html")
-	if err != nil {
-		return nil, err
-	}
-
-	var s Set
-	if s.subject, err = parseText("subject", subjectSrc); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", keySubject, err)
-	}
-	if s.text, err = parseText("text", textSrc); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", keyText, err)
-	}
-	s.html, err = htmltemplate.New("html").Option("missingkey=error").Funcs(funcs()).Parse(htmlSrc)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", keyHTML, err)
+	for p := range numParts {
+		if root[p] != nil {
+			continue
+		}
+		src, err := fallback(p, cfg)
+		if err != nil {
+			return nil, err
+		}
+		root[p] = &src
 	}
 
-	if _, err := s.Render(SampleData()); err != nil {
+	base, err := compile("", root, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{
+		trait:   cmp.Or(cfg.LocaleTrait, defaultLocaleTrait),
+		base:    base,
+		locales: make(map[string]*variant, len(localeFolders)),
+	}
+	for locale, f := range localeFolders {
+		if s.locales[locale], err = compile(locale, f, base); err != nil {
+			return nil, err
+		}
+	}
+
+	if _, err := base.render(SampleData()); err != nil {
 		return nil, fmt.Errorf("check templates with sample data: %w", err)
 	}
-	return &s, nil
+	for _, locale := range s.Locales() {
+		d := SampleData()
+		// Render picks this variant only for an identity whose trait names
+		// its locale, so the sample gets that trait too.
+		d.Identity.Traits[s.trait] = locale
+		if _, err := s.locales[locale].render(d); err != nil {
+			return nil, fmt.Errorf("check templates with sample data for locale %s: %w", locale, err)
+		}
+	}
+	return s, nil
 }
 
-func source(inline, file string) (string, error) {
-	if inline != "" {
-		return inline, nil
+// fallback returns the inline template of p in cfg, or else its default.
+func fallback(p part, cfg Config) (source, error) {
+	src := source{origin: origin{key: p.key()}, text: p.inline(cfg)}
+	if src.text != "" {
+		return src, nil
 	}
-	b, err := defaults.ReadFile(file)
+	b, err := defaults.ReadFile("defaults/" + p.file())
 	if err != nil {
-		return "", fmt.Errorf("read embedded default %s: %w", file, err)
+		return source{}, fmt.Errorf("read embedded default %s: %w", p.file(), err)
 	}
-	return string(b), nil
+	src.text = string(b)
+	return src, nil
 }
 
-func parseText(name, src string) (*texttemplate.Template, error) {
-	return texttemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src)
+// compile parses the sources in f and takes the parts f lacks from parent.
+func compile(locale string, f folder, parent *variant) (*variant, error) {
+	v := &variant{locale: locale}
+	for p, src := range f {
+		if src == nil {
+			v.parts[p] = parent.parts[p]
+			continue
+		}
+		exec, err := parse(part(p), *src)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", src.key, err)
+		}
+		v.parts[p] = tmpl{origin: src.origin, exec: exec}
+	}
+	return v, nil
 }
 
-// Render renders the mail for d. Errors name the config key of the template
-// at fault.
+// parse parses src as the template for p. A template from the folder is
+// named by its path there, which text/template and html/template put in
+// their errors along with the line.
+func parse(p part, src source) (executor, error) {
+	name := cmp.Or(src.file, p.name())
+	if p == htmlPart {
+		t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src.text)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	t, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src.text)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Render renders the mail for d in the locale its identity's locale trait
+// names, if there is a folder for it. Errors name the config key of the
+// template at fault.
 func (s *Set) Render(d Data) (Mail, error) {
-	var m Mail
-	subject, err := execute(s.subject, d)
+	return s.pick(d.Identity.Traits).render(d)
+}
+
+// Locales returns the locales that have a folder, sorted.
+func (s *Set) Locales() []string {
+	return slices.Sorted(maps.Keys(s.locales))
+}
+
+// pick returns the variant for the locale trait in traits. Like a BCP 47
+// lookup (RFC 4647), it drops subtags from the end until a folder matches,
+// so pt-br falls back to pt; a trait that is missing or not a string, or a
+// locale without a folder, gets the base variant.
+func (s *Set) pick(traits map[string]any) *variant {
+	locale, _ := traits[s.trait].(string)
+	locale = normalizeLocale(strings.TrimSpace(locale))
+	for locale != "" {
+		if v, ok := s.locales[locale]; ok {
+			return v
+		}
+		i := strings.LastIndexByte(locale, '-')
+		if i < 0 {
+			break
+		}
+		locale = locale[:i]
+	}
+	return s.base
+}
+
+func (v *variant) render(d Data) (Mail, error) {
+	m := Mail{Locale: v.locale}
+	t := v.parts[subjectPart]
+	subject, err := execute(t.exec, d)
 	if err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", keySubject, err)
+		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
 	}
 	// Subject files usually end in a newline, which is not part of the
 	// subject; a line break inside it, though, would let a trait value
 	// inject mail headers.
 	m.Subject = strings.TrimSpace(subject)
 	if strings.ContainsAny(m.Subject, "\r\n") {
-		return Mail{}, fmt.Errorf("render %s: subject contains a line break: %q", keySubject, m.Subject)
+		return Mail{}, fmt.Errorf("render %s: subject contains a line break: %q", t.origin, m.Subject)
 	}
 	if m.Subject == "" {
-		return Mail{}, fmt.Errorf("render %s: subject is empty", keySubject)
+		return Mail{}, fmt.Errorf("render %s: subject is empty", t.origin)
 	}
-	if m.Text, err = execute(s.text, d); err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", keyText, err)
+	t = v.parts[textPart]
+	if m.Text, err = execute(t.exec, d); err != nil {
+		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
 	}
-	if m.HTML, err = execute(s.html, d); err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", keyHTML, err)
+	t = v.parts[htmlPart]
+	if m.HTML, err = execute(t.exec, d); err != nil {
+		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
 	}
 	return m, nil
-}
-
-// executor is what text/template and html/template templates have in common.
-type executor interface {
-	Execute(w io.Writer, data any) error
 }
 
 func execute(t executor, d Data) (string, error) {

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	mail "github.com/wneessen/go-mail"
-	"github.com/wneessen/go-mail/log"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
@@ -37,6 +36,10 @@ type StageError struct {
 	Stage     string
 	Temporary bool
 	Err       error
+	// Trace lists the stages up to and including the failed one, whose
+	// Err is this error's text. It is nil for an error built outside a
+	// delivery.
+	Trace []Step
 
 	// sentinel overrides the sdk sentinel implied by Temporary.
 	sentinel error
@@ -112,70 +115,23 @@ func tlsProblem(security string, err error) (explained error, ok bool) {
 	return nil, false
 }
 
-// dialogue follows the commands go-mail sends, through its debug-log hook,
-// to name the stage of a failed handshake: go-mail v0.8.1 returns greeting,
-// EHLO, STARTTLS and AUTH errors without saying where they came from. It
-// keeps only the command verb, never arguments or replies, so no secret is
-// held.
-type dialogue struct {
-	stage    string // stage of the last command sent; "" before the first
-	startTLS bool   // STARTTLS was sent
-}
-
-var _ log.Logger = (*dialogue)(nil)
-
-func (d *dialogue) Debugf(l log.Log) {
-	if l.Direction != log.DirClientToServer {
-		return
-	}
-	verb, _, _ := strings.Cut(l.Format, " ")
-	switch strings.ToUpper(verb) {
-	case "EHLO", "HELO":
-		// After STARTTLS the EHLO is the first write of the TLS session: a
-		// failure there is a TLS failure.
-		if !d.startTLS {
-			d.stage = StageHello
-		}
-	case "STARTTLS":
-		d.stage, d.startTLS = StageTLS, true
-	case "%S", "*":
-		// go-mail sends every AUTH line with the format "%s" so that it can
-		// redact it, and "*" to cancel an exchange.
-		d.stage = StageAuth
-	case "MAIL":
-		d.stage = StageMailFrom
-	case "RCPT":
-		d.stage = StageRcptTo
-	case "DATA":
-		d.stage = StageData
-	case "RSET":
-		d.stage = StageResetClose
-	}
-	// QUIT and NOOP keep the stage: go-mail sends QUIT on its own after a
-	// failed AUTH, and the AUTH failure is what matters.
-}
-
-func (d *dialogue) Infof(log.Log)  {}
-func (d *dialogue) Warnf(log.Log)  {}
-func (d *dialogue) Errorf(log.Log) {}
-
 // handshakeFailure classifies an error of go-mail's dial phase (greeting,
 // EHLO, STARTTLS, AUTH) given how far the dialogue got.
-func handshakeFailure(ctx context.Context, security, username string, d *dialogue, err error) *StageError {
+func handshakeFailure(ctx context.Context, security, username string, t *tracer, err error) *StageError {
 	if stageErr, ok := errors.AsType[*StageError](err); ok {
 		return stageErr // from our dialer: connect or implicit TLS
 	}
 	if explained, ok := tlsProblem(security, err); ok {
 		return misconfigured(StageTLS, explained)
 	}
-	stage := d.stage
+	stage := t.stage()
 	if stage == "" {
 		stage = StageGreeting
 	}
 	if isLocal(err) {
 		// go-mail gave up on its own after the server answered: before
 		// STARTTLS that is a missing STARTTLS, otherwise a missing AUTH.
-		if security == SecuritySTARTTLS && !d.startTLS {
+		if security == SecuritySTARTTLS && !t.startTLS {
 			return misconfigured(StageTLS, fmt.Errorf("%w; if the server speaks TLS from the first byte "+
 				"set smtp.security: tls", err))
 		}

@@ -13,6 +13,7 @@ import (
 	"net"
 	stdmail "net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ type Mail struct {
 // Sender delivers mails with one config. It is safe for concurrent use.
 type Sender struct {
 	host     string
+	addr     string // host:port, as reported in the connect step
 	security string
 	username string
 	from     stdmail.Address
@@ -72,6 +74,7 @@ func New(cfg Config) (*Sender, error) {
 	}
 	s := &Sender{
 		host:     cfg.Host,
+		addr:     net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
 		security: cfg.Security,
 		username: cfg.Username,
 		from:     stdmail.Address{Name: cfg.SenderName, Address: cfg.EmailAddress},
@@ -129,30 +132,59 @@ func tlsConfig(cfg Config, caCerts []*x509.Certificate) *tls.Config {
 // are *StageError, or an error matching sdk.ErrInvalidArgument when m itself
 // is wrong.
 func (s *Sender) Send(ctx context.Context, m Mail) (reply string, err error) {
+	res, err := s.SendTraced(ctx, m)
+	return res.Reply, err
+}
+
+// SendTraced is Send that also reports each SMTP stage as it happened, for a
+// connection test or metrics. On failure the Result is empty and the
+// *StageError carries the trace up to and including the failed stage.
+func (s *Sender) SendTraced(ctx context.Context, m Mail) (Result, error) {
 	msg, err := s.message(m)
 	if err != nil {
-		return "", err
+		return Result{}, err
 	}
+	conn := &connection{trace: s.newTracer()}
+	defer conn.close()
+	reply, stageErr := s.deliver(ctx, conn, msg)
+	if stageErr != nil {
+		conn.trace.fail(stageErr)
+		return Result{}, stageErr
+	}
+	return Result{Reply: reply, Trace: conn.trace.steps}, nil
+}
+
+// deliver runs one SMTP session for msg on conn.
+func (s *Sender) deliver(ctx context.Context, conn *connection, msg *mail.Msg) (string, *StageError) {
 	if err := context.Cause(ctx); err != nil {
 		return "", &StageError{Stage: StageConnect, Temporary: true, Err: err}
 	}
-	conn := &connection{}
-	defer conn.close()
-	client, smtpClient, err := s.dial(ctx, conn)
-	if err != nil {
-		return "", err
+	client, smtpClient, stageErr := s.dial(ctx, conn)
+	if stageErr != nil {
+		return "", stageErr
 	}
+	// The time go-mail spends between the handshake and MAIL FROM belongs
+	// to no stage.
+	conn.trace.finish()
 	if err := client.SendWithSMTPClient(smtpClient, msg); err != nil {
 		return "", sendFailure(ctx, err)
 	}
+	reply := "250 accepted"
+	if resp := msg.ServerResponse(); resp != "" {
+		reply = "250 " + resp
+	}
+	if cur := conn.trace.current(); cur != nil && cur.Stage == StageData {
+		cur.Detail = reply
+	}
+	conn.trace.begin(StageResetClose, "QUIT")
 	// The server owns the mail once it accepted DATA. A failed QUIT changes
 	// nothing for the mail, and reporting it would make the caller send it
-	// twice.
-	_ = client.CloseWithSMTPClient(smtpClient)
-	if resp := msg.ServerResponse(); resp != "" {
-		return "250 " + resp, nil
+	// twice; the trace still shows it.
+	if err := client.CloseWithSMTPClient(smtpClient); err != nil {
+		conn.trace.current().Err = err.Error()
 	}
-	return "250 accepted", nil
+	conn.trace.finish()
+	return reply, nil
 }
 
 // message builds the MIME message, refusing header injection.
@@ -201,18 +233,30 @@ func (s *Sender) message(m Mail) (*mail.Msg, error) {
 // go-mail v0.8.1 applies ctx to the dial only and then uses fixed deadlines.
 // The price is that go-mail does not know our connection is encrypted and its
 // AUTH auto-discovery would skip PLAIN and LOGIN, hence authMechs.
-func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smtp.Client, error) {
+func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smtp.Client, *StageError) {
 	opts := slices.Concat(s.opts, []mail.Option{
 		mail.WithDialContextFunc(func(dialCtx context.Context, network, addr string) (net.Conn, error) {
-			nc, err := s.connect(ctx, dialCtx, network, addr)
+			nc, err := s.connect(ctx, dialCtx, conn.trace, network, addr)
 			if err == nil {
 				conn.watch(ctx, nc)
 			}
 			return nc, err
 		}),
 		// go-mail reports the dialogue only through its debug log.
-		mail.WithDebugLog(), mail.WithLogger(&conn.dialogue),
+		mail.WithDebugLog(), mail.WithLogger(conn.trace),
 	})
+	if s.security == SecuritySTARTTLS {
+		// go-mail runs the STARTTLS handshake inside its next write and
+		// keeps the *tls.Conn to itself: the callback is the one place to
+		// see what was negotiated, also when a later stage fails. The
+		// clone is per delivery because the callback is.
+		conf := s.tlsConf.Clone()
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			conn.trace.handshaken(cs)
+			return nil
+		}
+		opts = append(opts, mail.WithTLSConfig(conf))
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		// ctx bounds the whole dialogue through connection.watch. go-mail
 		// arms each step with its own socket deadline; a margin past ctx
@@ -225,23 +269,27 @@ func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smt
 	}
 	smtpClient, err := client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, nil, handshakeFailure(ctx, s.security, s.username, &conn.dialogue, err)
+		return nil, nil, handshakeFailure(ctx, s.security, s.username, conn.trace, err)
 	}
 	return client, smtpClient, nil
 }
 
 // connect opens the TCP connection and, for implicit TLS, does the handshake.
 // sendCtx is the context of the whole Send, dialCtx go-mail's shorter one.
-func (s *Sender) connect(sendCtx, dialCtx context.Context, network, addr string) (net.Conn, error) {
+func (s *Sender) connect(sendCtx, dialCtx context.Context, t *tracer, network, addr string) (net.Conn, error) {
+	implicitTLS := s.security == SecurityTLS || s.security == SecuritySSL
+	t.begin(StageConnect, addr)
 	var dialer net.Dialer
 	raw, err := dialer.DialContext(dialCtx, network, addr)
 	if err != nil {
 		return nil, failure(sendCtx, StageConnect,
 			fmt.Errorf("%w; check smtp.host, smtp.port and that the server is up", err))
 	}
-	if s.security != SecurityTLS && s.security != SecuritySSL {
+	if !implicitTLS {
+		t.begin(StageGreeting, "")
 		return raw, nil
 	}
+	t.begin(StageTLS, "")
 	conn := tls.Client(raw, s.tlsConf)
 	if err := conn.HandshakeContext(dialCtx); err != nil {
 		_ = raw.Close()
@@ -250,15 +298,17 @@ func (s *Sender) connect(sendCtx, dialCtx context.Context, network, addr string)
 		}
 		return nil, failure(sendCtx, StageTLS, err)
 	}
+	t.handshaken(conn.ConnectionState())
+	t.begin(StageGreeting, "")
 	return conn, nil
 }
 
 // connection is the network side of one Send. It owns the socket because
 // go-mail v0.8.1 leaves it open when the handshake fails or QUIT is refused.
 type connection struct {
-	conn     net.Conn
-	stop     func() bool // unregisters the ctx watcher
-	dialogue dialogue
+	conn  net.Conn
+	stop  func() bool // unregisters the ctx watcher
+	trace *tracer
 }
 
 // watch takes ownership of conn and closes it when ctx ends: closing the

@@ -438,7 +438,9 @@ func (x *PasswordMessage) GetIdentityTraitsJson() []byte {
 type SendMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The SMTP server's reply to DATA, for the host's log.
-	ServerReply   string `protobuf:"bytes,1,opt,name=server_reply,json=serverReply,proto3" json:"server_reply,omitempty"`
+	ServerReply string `protobuf:"bytes,1,opt,name=server_reply,json=serverReply,proto3" json:"server_reply,omitempty"`
+	// The stages of the delivery, for the host's metrics.
+	Trace         []*SmtpStep `protobuf:"bytes,2,rep,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -480,6 +482,310 @@ func (x *SendMessageResponse) GetServerReply() string {
 	return ""
 }
 
+func (x *SendMessageResponse) GetTrace() []*SmtpStep {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// SmtpStep is one stage of an SMTP delivery; it never holds a secret.
+type SmtpStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// connect, tls, greeting, hello, auth, mail_from, rcpt_to, data, reset/close
+	Stage          string `protobuf:"bytes,1,opt,name=stage,proto3" json:"stage,omitempty"`
+	Detail         string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	DurationMicros int64  `protobuf:"varint,3,opt,name=duration_micros,json=durationMicros,proto3" json:"duration_micros,omitempty"`
+	// Empty when the stage succeeded.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SmtpStep) Reset() {
+	*x = SmtpStep{}
+	mi := &file_gateway_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SmtpStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SmtpStep) ProtoMessage() {}
+
+func (x *SmtpStep) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SmtpStep.ProtoReflect.Descriptor instead.
+func (*SmtpStep) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SmtpStep) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *SmtpStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SmtpStep) GetDurationMicros() int64 {
+	if x != nil {
+		return x.DurationMicros
+	}
+	return 0
+}
+
+func (x *SmtpStep) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type RenderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Recipient     string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Password      *PasswordMessage       `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderRequest) Reset() {
+	*x = RenderRequest{}
+	mi := &file_gateway_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderRequest) ProtoMessage() {}
+
+func (x *RenderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderRequest.ProtoReflect.Descriptor instead.
+func (*RenderRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RenderRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *RenderRequest) GetPassword() *PasswordMessage {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+type RenderResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Subject  string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	TextBody string                 `protobuf:"bytes,2,opt,name=text_body,json=textBody,proto3" json:"text_body,omitempty"`
+	HtmlBody string                 `protobuf:"bytes,3,opt,name=html_body,json=htmlBody,proto3" json:"html_body,omitempty"`
+	// The template variant used; empty for the default.
+	Locale        string `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderResponse) Reset() {
+	*x = RenderResponse{}
+	mi := &file_gateway_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderResponse) ProtoMessage() {}
+
+func (x *RenderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderResponse.ProtoReflect.Descriptor instead.
+func (*RenderResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RenderResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *RenderResponse) GetTextBody() string {
+	if x != nil {
+		return x.TextBody
+	}
+	return ""
+}
+
+func (x *RenderResponse) GetHtmlBody() string {
+	if x != nil {
+		return x.HtmlBody
+	}
+	return ""
+}
+
+func (x *RenderResponse) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+type ProbeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Recipient     string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeRequest) Reset() {
+	*x = ProbeRequest{}
+	mi := &file_gateway_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeRequest) ProtoMessage() {}
+
+func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
+func (*ProbeRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ProbeRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+type ProbeResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Delivered bool                   `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Trace     []*SmtpStep            `protobuf:"bytes,2,rep,name=trace,proto3" json:"trace,omitempty"`
+	// Why the delivery failed, when it did.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeResponse) Reset() {
+	*x = ProbeResponse{}
+	mi := &file_gateway_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeResponse) ProtoMessage() {}
+
+func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
+func (*ProbeResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ProbeResponse) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *ProbeResponse) GetTrace() []*SmtpStep {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+func (x *ProbeResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -488,7 +794,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_gateway_proto_msgTypes[8]
+	mi := &file_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +806,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[8]
+	mi := &file_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +819,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{8}
+	return file_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 type HealthResponse struct {
@@ -526,7 +832,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_gateway_proto_msgTypes[9]
+	mi := &file_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +844,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[9]
+	mi := &file_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +857,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{9}
+	return file_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthResponse) GetConfigured() bool {
@@ -599,20 +905,42 @@ const file_gateway_proto_rawDesc = "" +
 	"\tlogin_url\x18\x03 \x01(\tR\bloginUrl\x12\x1f\n" +
 	"\videntity_id\x18\x04 \x01(\tR\n" +
 	"identityId\x120\n" +
-	"\x14identity_traits_json\x18\x05 \x01(\fR\x12identityTraitsJson\"8\n" +
+	"\x14identity_traits_json\x18\x05 \x01(\fR\x12identityTraitsJson\"o\n" +
 	"\x13SendMessageResponse\x12!\n" +
-	"\fserver_reply\x18\x01 \x01(\tR\vserverReply\"\x0f\n" +
+	"\fserver_reply\x18\x01 \x01(\tR\vserverReply\x125\n" +
+	"\x05trace\x18\x02 \x03(\v2\x1f.kratosemailgateway.v1.SmtpStepR\x05trace\"w\n" +
+	"\bSmtpStep\x12\x14\n" +
+	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12'\n" +
+	"\x0fduration_micros\x18\x03 \x01(\x03R\x0edurationMicros\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"q\n" +
+	"\rRenderRequest\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12B\n" +
+	"\bpassword\x18\x02 \x01(\v2&.kratosemailgateway.v1.PasswordMessageR\bpassword\"|\n" +
+	"\x0eRenderResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
+	"\ttext_body\x18\x02 \x01(\tR\btextBody\x12\x1b\n" +
+	"\thtml_body\x18\x03 \x01(\tR\bhtmlBody\x12\x16\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale\",\n" +
+	"\fProbeRequest\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\"z\n" +
+	"\rProbeResponse\x12\x1c\n" +
+	"\tdelivered\x18\x01 \x01(\bR\tdelivered\x125\n" +
+	"\x05trace\x18\x02 \x03(\v2\x1f.kratosemailgateway.v1.SmtpStepR\x05trace\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x0f\n" +
 	"\rHealthRequest\"H\n" +
 	"\x0eHealthResponse\x12\x1e\n" +
 	"\n" +
 	"configured\x18\x01 \x01(\bR\n" +
 	"configured\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail2\x92\x03\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail2\xbd\x04\n" +
 	"\aGateway\x12^\n" +
 	"\tConfigure\x12'.kratosemailgateway.v1.ConfigureRequest\x1a(.kratosemailgateway.v1.ConfigureResponse\x12j\n" +
 	"\rIssuePassword\x12+.kratosemailgateway.v1.IssuePasswordRequest\x1a,.kratosemailgateway.v1.IssuePasswordResponse\x12d\n" +
 	"\vSendMessage\x12).kratosemailgateway.v1.SendMessageRequest\x1a*.kratosemailgateway.v1.SendMessageResponse\x12U\n" +
-	"\x06Health\x12$.kratosemailgateway.v1.HealthRequest\x1a%.kratosemailgateway.v1.HealthResponseB=Z;github.com/kratos-email-gateway/kratos-email-gateway/sdk/pbb\x06proto3"
+	"\x06Health\x12$.kratosemailgateway.v1.HealthRequest\x1a%.kratosemailgateway.v1.HealthResponse\x12U\n" +
+	"\x06Render\x12$.kratosemailgateway.v1.RenderRequest\x1a%.kratosemailgateway.v1.RenderResponse\x12R\n" +
+	"\x05Probe\x12#.kratosemailgateway.v1.ProbeRequest\x1a$.kratosemailgateway.v1.ProbeResponseB=Z;github.com/kratos-email-gateway/kratos-email-gateway/sdk/pbb\x06proto3"
 
 var (
 	file_gateway_proto_rawDescOnce sync.Once
@@ -626,7 +954,7 @@ func file_gateway_proto_rawDescGZIP() []byte {
 	return file_gateway_proto_rawDescData
 }
 
-var file_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_gateway_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),      // 0: kratosemailgateway.v1.ConfigureRequest
 	(*ConfigureResponse)(nil),     // 1: kratosemailgateway.v1.ConfigureResponse
@@ -636,25 +964,37 @@ var file_gateway_proto_goTypes = []any{
 	(*RenderedMessage)(nil),       // 5: kratosemailgateway.v1.RenderedMessage
 	(*PasswordMessage)(nil),       // 6: kratosemailgateway.v1.PasswordMessage
 	(*SendMessageResponse)(nil),   // 7: kratosemailgateway.v1.SendMessageResponse
-	(*HealthRequest)(nil),         // 8: kratosemailgateway.v1.HealthRequest
-	(*HealthResponse)(nil),        // 9: kratosemailgateway.v1.HealthResponse
+	(*SmtpStep)(nil),              // 8: kratosemailgateway.v1.SmtpStep
+	(*RenderRequest)(nil),         // 9: kratosemailgateway.v1.RenderRequest
+	(*RenderResponse)(nil),        // 10: kratosemailgateway.v1.RenderResponse
+	(*ProbeRequest)(nil),          // 11: kratosemailgateway.v1.ProbeRequest
+	(*ProbeResponse)(nil),         // 12: kratosemailgateway.v1.ProbeResponse
+	(*HealthRequest)(nil),         // 13: kratosemailgateway.v1.HealthRequest
+	(*HealthResponse)(nil),        // 14: kratosemailgateway.v1.HealthResponse
 }
 var file_gateway_proto_depIdxs = []int32{
-	5, // 0: kratosemailgateway.v1.SendMessageRequest.rendered:type_name -> kratosemailgateway.v1.RenderedMessage
-	6, // 1: kratosemailgateway.v1.SendMessageRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
-	0, // 2: kratosemailgateway.v1.Gateway.Configure:input_type -> kratosemailgateway.v1.ConfigureRequest
-	2, // 3: kratosemailgateway.v1.Gateway.IssuePassword:input_type -> kratosemailgateway.v1.IssuePasswordRequest
-	4, // 4: kratosemailgateway.v1.Gateway.SendMessage:input_type -> kratosemailgateway.v1.SendMessageRequest
-	8, // 5: kratosemailgateway.v1.Gateway.Health:input_type -> kratosemailgateway.v1.HealthRequest
-	1, // 6: kratosemailgateway.v1.Gateway.Configure:output_type -> kratosemailgateway.v1.ConfigureResponse
-	3, // 7: kratosemailgateway.v1.Gateway.IssuePassword:output_type -> kratosemailgateway.v1.IssuePasswordResponse
-	7, // 8: kratosemailgateway.v1.Gateway.SendMessage:output_type -> kratosemailgateway.v1.SendMessageResponse
-	9, // 9: kratosemailgateway.v1.Gateway.Health:output_type -> kratosemailgateway.v1.HealthResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5,  // 0: kratosemailgateway.v1.SendMessageRequest.rendered:type_name -> kratosemailgateway.v1.RenderedMessage
+	6,  // 1: kratosemailgateway.v1.SendMessageRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
+	8,  // 2: kratosemailgateway.v1.SendMessageResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
+	6,  // 3: kratosemailgateway.v1.RenderRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
+	8,  // 4: kratosemailgateway.v1.ProbeResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
+	0,  // 5: kratosemailgateway.v1.Gateway.Configure:input_type -> kratosemailgateway.v1.ConfigureRequest
+	2,  // 6: kratosemailgateway.v1.Gateway.IssuePassword:input_type -> kratosemailgateway.v1.IssuePasswordRequest
+	4,  // 7: kratosemailgateway.v1.Gateway.SendMessage:input_type -> kratosemailgateway.v1.SendMessageRequest
+	13, // 8: kratosemailgateway.v1.Gateway.Health:input_type -> kratosemailgateway.v1.HealthRequest
+	9,  // 9: kratosemailgateway.v1.Gateway.Render:input_type -> kratosemailgateway.v1.RenderRequest
+	11, // 10: kratosemailgateway.v1.Gateway.Probe:input_type -> kratosemailgateway.v1.ProbeRequest
+	1,  // 11: kratosemailgateway.v1.Gateway.Configure:output_type -> kratosemailgateway.v1.ConfigureResponse
+	3,  // 12: kratosemailgateway.v1.Gateway.IssuePassword:output_type -> kratosemailgateway.v1.IssuePasswordResponse
+	7,  // 13: kratosemailgateway.v1.Gateway.SendMessage:output_type -> kratosemailgateway.v1.SendMessageResponse
+	14, // 14: kratosemailgateway.v1.Gateway.Health:output_type -> kratosemailgateway.v1.HealthResponse
+	10, // 15: kratosemailgateway.v1.Gateway.Render:output_type -> kratosemailgateway.v1.RenderResponse
+	12, // 16: kratosemailgateway.v1.Gateway.Probe:output_type -> kratosemailgateway.v1.ProbeResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_gateway_proto_init() }
@@ -672,7 +1012,7 @@ func file_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_proto_rawDesc), len(file_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,8 @@ const (
 	Gateway_IssuePassword_FullMethodName = "/kratosemailgateway.v1.Gateway/IssuePassword"
 	Gateway_SendMessage_FullMethodName   = "/kratosemailgateway.v1.Gateway/SendMessage"
 	Gateway_Health_FullMethodName        = "/kratosemailgateway.v1.Gateway/Health"
+	Gateway_Render_FullMethodName        = "/kratosemailgateway.v1.Gateway/Render"
+	Gateway_Probe_FullMethodName         = "/kratosemailgateway.v1.Gateway/Probe"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -45,6 +47,11 @@ type GatewayClient interface {
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// Health reports whether the plugin is configured and able to work.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// Render renders a temporary password mail without sending it (previews).
+	Render(ctx context.Context, in *RenderRequest, opts ...grpc.CallOption) (*RenderResponse, error)
+	// Probe sends a test mail and reports every SMTP stage; an SMTP failure is
+	// part of the answer, not an error, so the caller sees how far it got.
+	Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.CallOption) (*ProbeResponse, error)
 }
 
 type gatewayClient struct {
@@ -95,6 +102,26 @@ func (c *gatewayClient) Health(ctx context.Context, in *HealthRequest, opts ...g
 	return out, nil
 }
 
+func (c *gatewayClient) Render(ctx context.Context, in *RenderRequest, opts ...grpc.CallOption) (*RenderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenderResponse)
+	err := c.cc.Invoke(ctx, Gateway_Render_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayClient) Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.CallOption) (*ProbeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProbeResponse)
+	err := c.cc.Invoke(ctx, Gateway_Probe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServer is the server API for Gateway service.
 // All implementations must embed UnimplementedGatewayServer
 // for forward compatibility.
@@ -109,6 +136,11 @@ type GatewayServer interface {
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// Health reports whether the plugin is configured and able to work.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// Render renders a temporary password mail without sending it (previews).
+	Render(context.Context, *RenderRequest) (*RenderResponse, error)
+	// Probe sends a test mail and reports every SMTP stage; an SMTP failure is
+	// part of the answer, not an error, so the caller sees how far it got.
+	Probe(context.Context, *ProbeRequest) (*ProbeResponse, error)
 	mustEmbedUnimplementedGatewayServer()
 }
 
@@ -130,6 +162,12 @@ func (UnimplementedGatewayServer) SendMessage(context.Context, *SendMessageReque
 }
 func (UnimplementedGatewayServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedGatewayServer) Render(context.Context, *RenderRequest) (*RenderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Render not implemented")
+}
+func (UnimplementedGatewayServer) Probe(context.Context, *ProbeRequest) (*ProbeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Probe not implemented")
 }
 func (UnimplementedGatewayServer) mustEmbedUnimplementedGatewayServer() {}
 func (UnimplementedGatewayServer) testEmbeddedByValue()                 {}
@@ -224,6 +262,42 @@ func _Gateway_Health_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_Render_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).Render(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_Render_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).Render(ctx, req.(*RenderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gateway_Probe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProbeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).Probe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_Probe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).Probe(ctx, req.(*ProbeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gateway_ServiceDesc is the grpc.ServiceDesc for Gateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +320,14 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Health",
 			Handler:    _Gateway_Health_Handler,
+		},
+		{
+			MethodName: "Render",
+			Handler:    _Gateway_Render_Handler,
+		},
+		{
+			MethodName: "Probe",
+			Handler:    _Gateway_Probe_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -13,6 +13,8 @@ type Fake struct {
 	IssuePasswordF func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error)
 	SendMessageF   func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
 	HealthF        func(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error)
+	RenderF        func(context.Context, *sdk.RenderRequest) (*sdk.RenderResponse, error)
+	ProbeF         func(context.Context, *sdk.ProbeRequest) (*sdk.ProbeResponse, error)
 }
 
 var _ sdk.Gateway = (*Fake)(nil)
@@ -43,4 +45,18 @@ func (f *Fake) Health(ctx context.Context, r *sdk.HealthRequest) (*sdk.HealthRes
 		return &sdk.HealthResponse{}, nil
 	}
 	return f.HealthF(ctx, r)
+}
+
+func (f *Fake) Render(ctx context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+	if f.RenderF == nil {
+		return &sdk.RenderResponse{}, nil
+	}
+	return f.RenderF(ctx, r)
+}
+
+func (f *Fake) Probe(ctx context.Context, r *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
+	if f.ProbeF == nil {
+		return &sdk.ProbeResponse{}, nil
+	}
+	return f.ProbeF(ctx, r)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,30 @@ func Run(t *testing.T, impl sdk.Gateway, opts Options) {
 		}
 		if opts.Delivered != nil {
 			opts.Delivered(t, subject)
+		}
+	})
+	t.Run("renders a password message without sending it", func(t *testing.T) {
+		resp, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: opts.Recipient, Password: &sdk.PasswordMessage{
+			Password: "Sdktest-Render-8361", ExpiresAt: time.Now().Add(time.Hour), LoginURL: "http://127.0.0.1:4455/login",
+			IdentityID: "7c1f7e9e-0000-4000-8000-000000000001", IdentityTraits: json.RawMessage(`{"email":"` + opts.Recipient + `"}`),
+		}})
+		if err != nil {
+			t.Fatalf("Render: %v", err)
+		}
+		if resp.Subject == "" || !strings.Contains(resp.TextBody+resp.HTMLBody, "Sdktest-Render-8361") {
+			t.Fatalf("Render = %+v, want a subject and a body naming the password", resp)
+		}
+		if _, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: opts.Recipient}); !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Fatalf("Render(no password message) = %v, want sdk.ErrInvalidArgument", err)
+		}
+	})
+	t.Run("probes the SMTP server stage by stage", func(t *testing.T) {
+		resp, err := gw.Probe(ctx, &sdk.ProbeRequest{Recipient: opts.Recipient})
+		if err != nil {
+			t.Fatalf("Probe: %v", err)
+		}
+		if !resp.Delivered || len(resp.Trace) == 0 || resp.Err != "" {
+			t.Fatalf("Probe = %+v, want a delivery with its stages", resp)
 		}
 	})
 	t.Run("sends a password message", func(t *testing.T) {

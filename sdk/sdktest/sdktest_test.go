@@ -45,6 +45,15 @@ func memoryPlugin(sent *[]string) *Fake {
 			}
 			return &sdk.SendMessageResponse{ServerReply: "250 ok"}, nil
 		},
+		RenderF: func(_ context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+			if r.Password == nil {
+				return nil, fmt.Errorf("%w: no password message", sdk.ErrInvalidArgument)
+			}
+			return &sdk.RenderResponse{Subject: "Your password", TextBody: "It is " + r.Password.Password}, nil
+		},
+		ProbeF: func(context.Context, *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
+			return &sdk.ProbeResponse{Delivered: true, Trace: []sdk.SMTPStep{{Stage: "connect", Detail: "memory"}}}, nil
+		},
 		HealthF: func(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {
 			mu.Lock()
 			defer mu.Unlock()

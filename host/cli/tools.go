@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// configuredPlugin loads the config and starts a plugin configured with it,
+// as serve would; the caller must Kill it.
+func configuredPlugin(ctx context.Context, env Env, path string) (*config.Config, *sdk.Client, []string, error) {
+	cfg, err := config.Load(path, env.Environ)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	proc, err := sdk.Launch(launchConfig(cfg, env.Environ, env.Stderr))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: cfg.PluginConfig})
+	if err != nil {
+		proc.Kill()
+		return nil, nil, nil, fmt.Errorf("plugin refused its sections: %w", err)
+	}
+	return cfg, proc, resp.Warnings, nil
+}
+
+// smtpTest sends a test mail and prints each SMTP stage, like the "test
+// connection" button of an admin console.
+func smtpTest(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("smtp test", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	path := fs.String("config", "", "path of gateway.yaml")
+	to := fs.String("to", "", "address that receives the test mail")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *path == "" || *to == "" {
+		fmt.Fprintln(env.Stderr, "smtp test: --config FILE and --to ADDR are required")
+		return errUsage
+	}
+	_, proc, warnings, err := configuredPlugin(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer proc.Kill()
+	for _, w := range warnings {
+		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := proc.Probe(ctx, &sdk.ProbeRequest{Recipient: *to})
+	if err != nil {
+		return err
+	}
+	for _, s := range resp.Trace {
+		status := "ok"
+		if s.Err != "" {
+			status = "FAILED: " + s.Err
+		}
+		fmt.Fprintf(env.Stdout, "  %-11s %-60s %8s  %s\n", s.Stage, s.Detail, s.Duration.Round(10*time.Microsecond), status)
+	}
+	if !resp.Delivered {
+		return fmt.Errorf("test mail to %s not delivered: %s", *to, resp.Err)
+	}
+	fmt.Fprintf(env.Stdout, "accepted: the test mail to %s was delivered to the SMTP server\n", *to)
+	return nil
+}
+
+// templatePreview renders the temporary password mail with sample data.
+func templatePreview(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("template preview", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	path := fs.String("config", "", "path of gateway.yaml")
+	locale := fs.String("locale", "", "the identity's locale trait, e.g. de")
+	to := fs.String("to", "alice@example.com", "sample recipient")
+	part := fs.String("part", "text", "what to print: text, html or all")
+	out := fs.String("out", "", "write to this file instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *path == "" || (*part != "text" && *part != "html" && *part != "all") {
+		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all")
+		return errUsage
+	}
+	cfg, proc, _, err := configuredPlugin(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer proc.Kill()
+	traits := map[string]any{"email": *to, "name": map[string]any{"first": "Alice", "last": "Example"}}
+	if *locale != "" {
+		traits["locale"] = *locale
+	}
+	rawTraits, _ := json.Marshal(traits)
+	resp, err := proc.Render(ctx, &sdk.RenderRequest{Recipient: *to, Password: &sdk.PasswordMessage{
+		Password:       "Sample-Pass-4711",
+		ExpiresAt:      time.Now().Add(cfg.Password.TTL),
+		LoginURL:       cfg.Kratos.LoginUIURL,
+		IdentityID:     "00000000-0000-4000-8000-000000000000",
+		IdentityTraits: rawTraits,
+	}})
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	switch *part {
+	case "html":
+		b.WriteString(resp.HTMLBody)
+	case "text":
+		fmt.Fprintf(&b, "Subject: %s\n\n%s", resp.Subject, resp.TextBody)
+	default:
+		fmt.Fprintf(&b, "Subject: %s\nLocale: %s\n\n--- text ---\n%s\n--- html ---\n%s", resp.Subject, orDefault(resp.Locale), resp.TextBody, resp.HTMLBody)
+	}
+	if *out == "" {
+		_, err = fmt.Fprint(env.Stdout, b.String())
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write preview: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "preview written to %s\n", *out)
+	return nil
+}
+
+func orDefault(locale string) string {
+	if locale == "" {
+		return "default"
+	}
+	return locale
+}
