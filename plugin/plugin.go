@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	kjson "github.com/knadh/koanf/parsers/json"
@@ -150,6 +151,8 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 	default:
 		return nil, fmt.Errorf("%w: message has no content", sdk.ErrInvalidArgument)
 	}
+	ctx, cancel := answerInTime(ctx)
+	defer cancel()
 	res, err := st.sender.SendTraced(ctx, mail)
 	if err != nil {
 		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
@@ -206,6 +209,8 @@ func (g *Gateway) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeR
 		Subject: "kratos-email-gateway test message",
 		Text:    "This is a test message from kratos-email-gateway (gateway smtp test). The SMTP settings work.\n",
 	}
+	ctx, cancel := answerInTime(ctx)
+	defer cancel()
 	res, err := st.sender.SendTraced(ctx, mail)
 	if err != nil {
 		var se *smtpsend.StageError
@@ -216,6 +221,18 @@ func (g *Gateway) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeR
 		return &sdk.ProbeResponse{Err: err.Error(), Trace: steps(se.Trace)}, nil
 	}
 	return &sdk.ProbeResponse{Delivered: true, Trace: steps(res.Trace)}, nil
+}
+
+// answerMargin is kept back from the caller's deadline so that a slow SMTP
+// server ends in an error that names the stage, sent before the host's call
+// is cancelled, rather than in a bare gRPC cancellation.
+const answerMargin = 250 * time.Millisecond
+
+func answerInTime(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > 2*answerMargin {
+		return context.WithDeadline(ctx, d.Add(-answerMargin))
+	}
+	return context.WithCancel(ctx)
 }
 
 func steps(trace []smtpsend.Step) []sdk.SMTPStep {

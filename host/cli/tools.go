@@ -46,7 +46,7 @@ func smtpTest(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "smtp test: --config FILE and --to ADDR are required")
 		return errUsage
 	}
-	_, proc, warnings, err := configuredPlugin(ctx, env, *path)
+	cfg, proc, warnings, err := configuredPlugin(ctx, env, *path)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,8 @@ func smtpTest(ctx context.Context, env Env, args []string) error {
 	for _, w := range warnings {
 		fmt.Fprintf(env.Stdout, "warning: %s\n", w)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// The same deadline as a real delivery (timeouts.smtp).
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.SMTP)
 	defer cancel()
 	resp, err := proc.Probe(ctx, &sdk.ProbeRequest{Recipient: *to})
 	if err != nil {

@@ -287,7 +287,7 @@ func (s *Sender) connect(sendCtx, dialCtx context.Context, t *tracer, network, a
 	}
 	if !implicitTLS {
 		t.begin(StageGreeting, "")
-		return raw, nil
+		return newGreetingConn(raw), nil
 	}
 	t.begin(StageTLS, "")
 	conn := tls.Client(raw, s.tlsConf)
@@ -325,4 +325,51 @@ func (c *connection) close() {
 	if c.conn != nil {
 		_ = c.conn.Close()
 	}
+}
+
+// greetingTimeout bounds the wait for the server's 220 banner on a plaintext
+// connection. A server that expects TLS from the first byte never sends it:
+// without this bound a starttls or none config against port 465 would hang
+// until the whole delivery's deadline instead of failing with a hint.
+const greetingTimeout = 3 * time.Second
+
+// greetingConn bounds reads until the banner arrived. go-mail sets its own
+// deadlines on the connection, so the bound is applied to every deadline it
+// sets until then; after the banner go-mail's deadlines apply unchanged.
+type greetingConn struct {
+	net.Conn
+	bound   time.Time
+	greeted bool
+}
+
+func newGreetingConn(c net.Conn) *greetingConn {
+	g := &greetingConn{Conn: c, bound: time.Now().Add(greetingTimeout)}
+	_ = c.SetReadDeadline(g.bound)
+	return g
+}
+
+func (g *greetingConn) capped(t time.Time) time.Time {
+	if g.greeted || (!t.IsZero() && t.Before(g.bound)) {
+		return t
+	}
+	return g.bound
+}
+
+func (g *greetingConn) SetDeadline(t time.Time) error {
+	if err := g.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return g.Conn.SetReadDeadline(g.capped(t))
+}
+
+func (g *greetingConn) SetReadDeadline(t time.Time) error {
+	return g.Conn.SetReadDeadline(g.capped(t))
+}
+
+func (g *greetingConn) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if !g.greeted && n > 0 {
+		g.greeted = true
+	}
+	return n, err
 }

@@ -667,3 +667,31 @@ func TestSendCancelInterruptsDialogue(t *testing.T) {
 		t.Errorf("error %v is a timeout: cancel did not interrupt the dialogue", err)
 	}
 }
+
+// A plaintext mode against an implicit-TLS server gets no greeting: it must
+// fail with a hint well before the delivery's own deadline, not time out.
+func TestPlaintextModeAgainstImplicitTLSFailsFast(t *testing.T) {
+	t.Parallel()
+	for _, security := range []string{SecuritySTARTTLS, SecurityNone} {
+		t.Run(security, func(t *testing.T) {
+			t.Parallel()
+			srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+			cfg := config(srv, security)
+			cfg.AuthorizationCode = "" // none may not send it to a server; not what is tested here
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err = s.Send(ctx, Mail{To: "user@example.org", Subject: "s", Text: "t"})
+			se, ok := errors.AsType[*StageError](err)
+			if !ok || se.Stage != StageGreeting || !strings.Contains(err.Error(), "smtp.security: tls") {
+				t.Fatalf("Send = %v, want a greeting failure hinting at smtp.security: tls", err)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the send ran into its own deadline instead of the greeting bound")
+			}
+		})
+	}
+}
