@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
@@ -124,6 +125,8 @@ func (c Config) check() ([]error, []*x509.Certificate) {
 		add(invalid("smtp.sender_name", "must be set: it is the display name of the From header"))
 	case strings.ContainsFunc(c.SenderName, unicode.IsControl):
 		add(invalid("smtp.sender_name", "must not contain line breaks or other control characters"))
+	case !utf8.ValidString(c.SenderName):
+		add(invalid("smtp.sender_name", "must be valid UTF-8"))
 	}
 	if strings.ContainsFunc(c.Username, unicode.IsControl) {
 		add(invalid("smtp.username", "must not contain line breaks or other control characters"))

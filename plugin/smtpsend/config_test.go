@@ -56,6 +56,7 @@ func TestValidate(t *testing.T) {
 		{name: "email_address invalid", edit: func(c *Config) { c.EmailAddress = "noreply" }, wantKey: "smtp.email_address", wantText: "not a valid"},
 		{name: "email_address with display name", edit: func(c *Config) { c.EmailAddress = "Support <noreply@example.com>" }, wantKey: "smtp.email_address", wantText: "smtp.sender_name"},
 		{name: "sender_name missing", edit: func(c *Config) { c.SenderName = " " }, wantKey: "smtp.sender_name", wantText: "must be set"},
+		{name: "sender_name not UTF-8", edit: func(c *Config) { c.SenderName = "Caf\xe9 Accounts" }, wantKey: "smtp.sender_name", wantText: "valid UTF-8"},
 		{name: "sender_name with CRLF", edit: func(c *Config) { c.SenderName = "Support\r\nBcc: victim@example.org" }, wantKey: "smtp.sender_name", wantText: "control"},
 		{name: "sender_name with NUL", edit: func(c *Config) { c.SenderName = "Support\x00" }, wantKey: "smtp.sender_name", wantText: "control"},
 		{name: "username with LF", edit: func(c *Config) { c.Username = "user\n" }, wantKey: "smtp.username", wantText: "control"},

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	mail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
@@ -198,6 +199,9 @@ func (s *Sender) message(m Mail) (*mail.Msg, error) {
 	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, invalid("mail.subject", "must not contain CR or LF")
+	}
+	if !utf8.ValidString(m.Subject) {
+		return nil, invalid("mail.subject", "must be valid UTF-8")
 	}
 	if m.Text == "" && m.HTML == "" {
 		return nil, invalid("mail.text", "the mail has no body: set Text, HTML or both")

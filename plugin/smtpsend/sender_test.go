@@ -522,6 +522,7 @@ func TestSendRefusesHeaderInjection(t *testing.T) {
 		key  string
 	}{
 		{"CRLF in recipient", Mail{To: "user@example.org\r\nBcc: victim@example.org", Subject: "s", Text: "t"}, "mail.to"},
+		{"subject not UTF-8", Mail{To: "user@example.org", Subject: "Caf\xe9", Text: "t"}, "mail.subject"},
 		{"LF in recipient", Mail{To: "user@example.org\nX: y", Subject: "s", Text: "t"}, "mail.to"},
 		{"CRLF in subject", Mail{To: "user@example.org", Subject: "hi\r\nBcc: victim@example.org", Text: "t"}, "mail.subject"},
 		{"CR in subject", Mail{To: "user@example.org", Subject: "hi\rthere", Text: "t"}, "mail.subject"},
