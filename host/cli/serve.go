@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/demoui"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
@@ -96,8 +97,22 @@ func serve(ctx context.Context, env Env, args []string) error {
 		ReadTimeout:       15 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(ln) }()
+	servers := []*http.Server{hs}
+	if cfg.DemoUI.Listen != "" {
+		ui := &http.Server{
+			Handler:           demoui.New(demoui.Config{KratosPublicURL: cfg.Kratos.PublicURL, MailpitURL: cfg.DemoUI.MailpitURL}, log),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		uiLn, err := net.Listen("tcp", cfg.DemoUI.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (demo_ui.listen): %w", cfg.DemoUI.Listen, err)
+		}
+		go func() { errc <- ui.Serve(uiLn) }()
+		servers = append(servers, ui)
+		log.Info("demo UI serving", "listen", uiLn.Addr().String())
+	}
 	go func() {
 		if err := reloader.Watch(ctx); err != nil {
 			log.Error("config file is not watched; reload with SIGHUP", "error", err.Error())
@@ -126,8 +141,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
 	}
 	return nil
 }

@@ -46,6 +46,10 @@ type Config struct {
 	Log      Log      `koanf:"log"`
 	// Timeouts bound each outside call so a request ends before Kratos gives up on it.
 	Timeouts Timeouts `koanf:"timeouts"`
+	// Admin is the admin API's own listener and key.
+	Admin Admin `koanf:"admin"`
+	// DemoUI serves the local stack's self-service pages.
+	DemoUI DemoUI `koanf:"demo_ui"`
 
 	// PluginConfig is the password, smtp and template sections as JSON, passed
 	// to the plugin's Configure.
@@ -102,6 +106,24 @@ type Secrets struct {
 type Log struct {
 	Format string `koanf:"format"` // json | text
 	Level  string `koanf:"level"`  // debug | info | warn | error
+}
+
+// Admin configures the admin API (POST /admin/identities/{id}/reset), on a
+// listener of its own so it can stay on loopback or a private network.
+type Admin struct {
+	// Listen is host:port; empty turns the admin API off.
+	Listen string `koanf:"listen"`
+	// APIKey is a secret, different from webhook.api_key: admin consoles
+	// send "Authorization: Bearer <api_key>".
+	APIKey string `koanf:"api_key"`
+}
+
+// DemoUI configures the demo self-service UI of the local stack.
+type DemoUI struct {
+	// Listen is host:port; empty (the default) turns the demo UI off.
+	Listen string `koanf:"listen"`
+	// MailpitURL is linked from the pages so a newcomer finds the inbox.
+	MailpitURL string `koanf:"mailpit_url"`
 }
 
 // Timeouts for calls leaving the host.
@@ -270,6 +292,24 @@ func (c *Config) Validate() error {
 	}
 	if _, err := sealing.New(c.Secrets.Cipher); len(c.Secrets.Cipher) > 0 && err != nil {
 		add("%v", err)
+	}
+	if c.Admin.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Admin.Listen); err != nil || port == "" {
+			add("admin.listen: %q is not host:port (e.g. 127.0.0.1:8081)", c.Admin.Listen)
+		}
+		switch {
+		case c.Admin.APIKey == "":
+			add("admin.api_key: required while admin.listen is set; set GATEWAY_ADMIN__API_KEY")
+		case len(c.Admin.APIKey) < 16:
+			add("admin.api_key: too short; use at least 16 random characters")
+		case c.Admin.APIKey == c.Webhook.APIKey:
+			add("admin.api_key: must differ from webhook.api_key, so Kratos's key cannot reset passwords")
+		}
+	}
+	if c.DemoUI.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.DemoUI.Listen); err != nil || port == "" {
+			add("demo_ui.listen: %q is not host:port (e.g. 127.0.0.1:4455)", c.DemoUI.Listen)
+		}
 	}
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q is not json or text", c.Log.Format)

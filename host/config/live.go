@@ -62,6 +62,8 @@ var restartOnly = []struct {
 	{"listen", func(c *Config) any { return c.Listen }},
 	{"plugin.path", func(c *Config) any { return c.Plugin.Path }},
 	{"plugin.sha256", func(c *Config) any { return c.Plugin.SHA256 }},
+	{"admin.listen", func(c *Config) any { return c.Admin.Listen }},
+	{"demo_ui.listen", func(c *Config) any { return c.DemoUI.Listen }},
 }
 
 // Reloader re-reads the config file when it changes.
@@ -99,7 +101,7 @@ func (r *Reloader) reload(ctx context.Context) error {
 			r.Log.Warn("config key changed on disk applies only after a restart; keeping the running value", "key", k.key)
 		}
 	}
-	next.Listen, next.Plugin = prev.Listen, prev.Plugin
+	next.Listen, next.Plugin, next.Admin.Listen, next.DemoUI.Listen = prev.Listen, prev.Plugin, prev.Admin.Listen, prev.DemoUI.Listen
 	warnings, err := r.Apply(ctx, next)
 	if err != nil {
 		return fmt.Errorf("plugin refused its sections: %w", err)
