@@ -16,6 +16,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
@@ -48,7 +49,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
-	resets := recovery.New(kratos, plugin, time.Now, log)
+	m := metrics.New(plugin.Restarts)
+	gw := m.Observe(plugin)
+	resets := recovery.New(kratos, gw, time.Now, log)
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
@@ -74,17 +77,20 @@ func serve(ctx context.Context, env Env, args []string) error {
 			}
 			return resp.Warnings, nil
 		},
-		Log: log,
+		Observe: m.ConfigReload,
+		Log:     log,
 	}
 	checks = append(checks, httpapi.Check{Name: "config", Run: store.Healthy})
 	srv := httpapi.New(httpapi.Deps{
 		Config:   store.Current,
 		Reset:    resets,
-		Send:     plugin,
+		Send:     gw,
 		Sessions: kratospublic.New(cfg.Kratos.PublicURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
 		Ready:    checks,
 		Now:      time.Now,
 		Log:      log,
+		Observer: m,
+		Metrics:  m.Handler(),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

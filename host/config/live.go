@@ -75,7 +75,9 @@ type Reloader struct {
 	// Configure) before it takes effect; an error refuses the reload. It
 	// returns warnings to log.
 	Apply func(ctx context.Context, c *Config) ([]string, error)
-	Log   *slog.Logger
+	// Observe, when set, is told each reload's result: applied or refused.
+	Observe func(result string)
+	Log     *slog.Logger
 }
 
 // Reload reads, validates and applies the file once. On any error the
@@ -83,6 +85,13 @@ type Reloader struct {
 func (r *Reloader) Reload(ctx context.Context) error {
 	err := r.reload(ctx)
 	r.Store.setErr(err)
+	if r.Observe != nil {
+		result := "applied"
+		if err != nil {
+			result = "refused"
+		}
+		r.Observe(result)
+	}
 	if err != nil {
 		r.Log.Error("config reload refused; the previous config stays in effect", "event", "config_reload", "result", "refused",
 			"path", r.Path, "error", err.Error())

@@ -127,9 +127,11 @@ func (s *Server) passwordHook(w http.ResponseWriter, r *http.Request) {
 	verdict, err := s.reset.CheckPassword(r.Context(), *body.Identifier, *body.Password, policy(s.config()))
 	if err != nil {
 		s.log.Error("password hook: cannot check the password; login refused", "error", err.Error())
+		s.observe.PasswordHook("error")
 		writeError(w, http.StatusServiceUnavailable, "cannot check the password now")
 		return
 	}
+	s.observe.PasswordHook(string(verdict))
 	if verdict != recovery.MatchTemporary && verdict != recovery.MatchCurrent {
 		writeError(w, http.StatusForbidden, "invalid credentials")
 		return

@@ -41,6 +41,13 @@ type Check struct {
 	Run  func(ctx context.Context) error
 }
 
+// Observer counts what the handlers do (see package metrics).
+type Observer interface {
+	Message(templateType, outcome string)
+	Reset(trigger, outcome string)
+	PasswordHook(verdict string)
+}
+
 // Deps are the Server's collaborators.
 type Deps struct {
 	// Config is called once per request for the current snapshot, so a
@@ -52,6 +59,9 @@ type Deps struct {
 	Ready    []Check
 	Now      func() time.Time
 	Log      *slog.Logger
+	Observer Observer
+	// Metrics serves GET /metrics.
+	Metrics http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -63,11 +73,14 @@ type Server struct {
 	ready    []Check
 	now      func() time.Time
 	log      *slog.Logger
+	observe  Observer
+	metrics  http.Handler
 }
 
 // New returns a Server.
 func New(d Deps) *Server {
-	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready, now: d.Now, log: d.Log}
+	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready,
+		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with
@@ -81,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /gate", s.gate)
 	mux.HandleFunc("GET /health/alive", s.alive)
 	mux.HandleFunc("GET /health/ready", s.readiness)
+	mux.Handle("GET /metrics", s.metrics)
 	return mux
 }
 
@@ -105,11 +119,13 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	var msg courierMessage
 	if status, err := readJSON(w, r, &msg); err != nil {
 		s.log.Warn("courier message refused", "error", err.Error(), "status", status)
+		s.observe.Message(msg.TemplateType, "refused")
 		writeError(w, status, err.Error())
 		return
 	}
 	if err := msg.validate(); err != nil {
 		s.log.Warn("courier message refused", "error", err.Error(), "template_type", msg.TemplateType)
+		s.observe.Message(msg.TemplateType, "refused")
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -127,9 +143,13 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
 				"kratos_retries", status >= 500)
+			s.observe.Message(msg.TemplateType, "failed")
+			s.observe.Reset("self-service", string(recovery.OutcomeFailed))
 			writeError(w, status, err.Error())
 			return
 		}
+		s.observe.Message(msg.TemplateType, string(outcome))
+		s.observe.Reset("self-service", string(outcome))
 		// Duplicates and cooldowns are answered 2xx too: a retry would change
 		// nothing, and the mail the user already has stays valid.
 		writeJSON(w, http.StatusOK, map[string]string{"status": string(outcome), "delivery": "temporary_password"})
@@ -142,9 +162,11 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status := statusOf(err)
 		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", status >= 500)
+		s.observe.Message(msg.TemplateType, "failed")
 		writeError(w, status, fmt.Sprintf("send mail: %v", err))
 		return
 	}
+	s.observe.Message(msg.TemplateType, "as_rendered")
 	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "as_rendered"})
 }

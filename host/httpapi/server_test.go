@@ -20,6 +20,7 @@ import (
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/sdktest"
@@ -86,6 +87,7 @@ func newServer(t *testing.T, enabled bool, rec *recorder, checks ...Check) (http
 	t.Helper()
 	var logs bytes.Buffer
 	cfg := testConfig(enabled)
+	m := metrics.New(func() int { return 3 })
 	s := New(Deps{
 		Config:   func() *config.Config { return cfg },
 		Reset:    rec,
@@ -94,6 +96,8 @@ func newServer(t *testing.T, enabled bool, rec *recorder, checks ...Check) (http
 		Ready:    checks,
 		Now:      func() time.Time { return testNow },
 		Log:      slog.New(slog.NewJSONHandler(&logs, nil)),
+		Observer: m,
+		Metrics:  m.Handler(),
 	})
 	return s.Handler(), &logs
 }
@@ -340,5 +344,36 @@ func TestHealth(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
 	if w.Code != http.StatusOK {
 		t.Errorf("ready with passing checks = %d", w.Code)
+	}
+}
+
+func TestMetricsCountWhatHappened(t *testing.T) {
+	t.Parallel()
+	h, _ := newServer(t, true, &recorder{})
+	post(h, "Bearer "+apiKey, bytes.NewReader(sample(t)))
+	post(h, "Bearer "+apiKey, bytes.NewReader(with(t, sample(t), func(m map[string]any) { m["template_type"] = "verification_code_valid" })))
+	post(h, "Bearer "+apiKey, strings.NewReader("not json"))
+	post(h, "", bytes.NewReader(sample(t)))
+	hook(h, "/hooks/password", "Bearer "+apiKey, []byte(`{"identifier":"a","password":"Secret-Password-1"}`))
+
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := w.Body.String()
+	for _, want := range []string{
+		`kratos_email_gateway_messages_total{outcome="sent",template_type="recovery_code_valid"} 1`,
+		`kratos_email_gateway_messages_total{outcome="as_rendered",template_type="verification_code_valid"} 1`,
+		`kratos_email_gateway_messages_total{outcome="refused",template_type="other"} 1`,
+		`kratos_email_gateway_resets_total{outcome="sent",trigger="self-service"} 1`,
+		`kratos_email_gateway_password_hook_total{verdict=""} 1`,
+		`kratos_email_gateway_plugin_restarts_total 3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, secret := range []string{apiKey, "Secret-Password-1", "alice@example.com"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("metrics carry %q", secret)
+		}
 	}
 }

@@ -25,6 +25,9 @@ import (
 // identity's recovery addresses: resetting would mail someone else a key.
 var ErrRecipientMismatch = errors.New("recipient is not a recovery address of the identity")
 
+// ErrNoRecoveryAddress means an admin reset found no address to mail.
+var ErrNoRecoveryAddress = errors.New("identity has no recovery address to mail the temporary password to")
+
 // Outcome says what a Reset did.
 type Outcome string
 
@@ -37,6 +40,8 @@ const (
 	// OutcomeCooldown: another reset was mailed within password.cooldown;
 	// nothing changed, the mail the user has stays valid.
 	OutcomeCooldown Outcome = "cooldown"
+	// OutcomeFailed is only logged and counted: Reset returns an error then.
+	OutcomeFailed Outcome = "failed"
 )
 
 // Identities is what the service needs from Kratos's admin API.
@@ -74,7 +79,9 @@ type Policy struct {
 // Request is one recovery message addressed to one identity.
 type Request struct {
 	IdentityID string
-	Recipient  string
+	// Recipient must be one of the identity's recovery addresses; empty
+	// picks the first one (admin resets).
+	Recipient string
 	// Trigger says who asked, for the log: "self-service" or "admin".
 	Trigger string
 	// MessageKey identifies the Kratos message (see MessageKey); empty for
@@ -127,15 +134,34 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	unlock := s.locks.lock(req.IdentityID)
 	defer unlock()
 	log := s.log.With("identity_id", req.IdentityID, "trigger", req.Trigger)
+	outcome, keep, err := s.reset(ctx, req, pol, log)
+	// One audit event per reset, whatever happened; never a secret in it.
+	attrs := []any{"audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger}
+	if err != nil {
+		log.Error("reset failed", append(attrs, "outcome", OutcomeFailed, "error", err.Error())...)
+		return "", err
+	}
+	log.Info("reset", append(attrs, "outcome", outcome, "keeps_current_password", keep)...)
+	return outcome, nil
+}
 
+func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (Outcome, bool, error) {
 	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, req.IdentityID)
 	})
 	if err != nil {
-		return "", fmt.Errorf("look up identity: %w", err)
+		return "", false, fmt.Errorf("look up identity: %w", err)
 	}
-	if !isRecoveryAddress(id, req.Recipient) {
-		return "", fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
+	recipient := req.Recipient
+	if recipient == "" {
+		// An admin reset: the mail goes to the identity's first recovery address.
+		if len(id.RecoveryAddresses) == 0 {
+			return "", false, fmt.Errorf("identity %s: %w", id.ID, ErrNoRecoveryAddress)
+		}
+		recipient = id.RecoveryAddresses[0]
+	}
+	if !isRecoveryAddress(id, recipient) {
+		return "", false, fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
 	}
 
 	now := s.now().UTC()
@@ -144,17 +170,17 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	sameMessage := req.MessageKey != "" && prev[KeyMessage] == req.MessageKey
 	switch {
 	case mailed && sameMessage:
-		log.Info("message already handled; nothing changed", "event", "reset", "outcome", OutcomeDuplicate)
-		return OutcomeDuplicate, nil
+		log.Info("message already handled; nothing changed")
+		return OutcomeDuplicate, false, nil
 	case mailed && pol.Cooldown > 0 && now.Sub(mailedAt) < pol.Cooldown:
-		log.Warn("recovery inside password.cooldown; the last mail stays valid", "event", "reset", "outcome", OutcomeCooldown,
+		log.Warn("recovery inside password.cooldown; the last mail stays valid",
 			"last_mailed_at", mailedAt.Format(time.RFC3339), "cooldown", pol.Cooldown.String())
-		return OutcomeCooldown, nil
+		return OutcomeCooldown, false, nil
 	}
 
 	issued, err := s.mail.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: id.ID})
 	if err != nil {
-		return "", fmt.Errorf("issue password: %w", err)
+		return "", false, fmt.Errorf("issue password: %w", err)
 	}
 	expires := now.Add(pol.TTL)
 	state := without(with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: req.MessageKey}), KeyMailedAt, KeyPending)
@@ -164,7 +190,7 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 		p, why, err := pendingFor(pol.Keys, id, issued.Password, expires)
 		switch {
 		case err != nil:
-			return "", err
+			return "", false, err
 		case why != "":
 			keep = false
 			log.Warn("cannot keep the current password; replacing it at once", "reason", why)
@@ -182,17 +208,17 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.SetPassword(ctx, id, update)
 	}); err != nil {
-		return "", fmt.Errorf("set temporary password: %w", err)
+		return "", false, fmt.Errorf("set temporary password: %w", err)
 	}
 	if !keep && pol.RevokeSessions {
 		if err := s.revoke(ctx, pol, id.ID); err != nil {
-			return "", err
+			return "", false, err
 		}
 	}
 
-	reply, err := s.send(ctx, pol, id, req.Recipient, issued.Password, expires)
+	reply, err := s.send(ctx, pol, id, recipient, issued.Password, expires)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	// The mail is out, so the answer is success whatever happens next: a
 	// failed mark only means a retry of this message would mail again.
@@ -201,9 +227,9 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 	}); err != nil {
 		log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
 	}
-	log.Info("temporary password issued", "event", "reset", "outcome", OutcomeSent, "keeps_current_password", keep,
-		"expires_at", expires.Format(time.RFC3339), "sessions_revoked", !keep && pol.RevokeSessions, "smtp_reply", reply)
-	return OutcomeSent, nil
+	log.Info("temporary password mailed", "expires_at", expires.Format(time.RFC3339),
+		"sessions_revoked", !keep && pol.RevokeSessions, "smtp_reply", reply)
+	return OutcomeSent, keep, nil
 }
 
 // pendingFor builds the pending reset that keeps the current password. A

@@ -1,0 +1,120 @@
+// Package metrics defines the host's Prometheus metrics and the small
+// wrappers that record them; no label ever carries a secret or a user.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
+
+// Metrics are the host's metrics, registered on their own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	messages  *prometheus.CounterVec
+	resets    *prometheus.CounterVec
+	logins    *prometheus.CounterVec
+	smtpStage *prometheus.HistogramVec
+	reloads   *prometheus.CounterVec
+}
+
+// New registers the metrics. restarts reports the plugin relaunches so far.
+func New(restarts func() int) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_messages_total",
+			Help: "Courier messages from Kratos by template type and outcome (sent, as_rendered, duplicate, cooldown, refused, failed).",
+		}, []string{"template_type", "outcome"}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_resets_total",
+			Help: "Temporary password resets by trigger (self-service, admin) and outcome; outcome=cooldown counts resets refused by password.cooldown.",
+		}, []string{"trigger", "outcome"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_password_hook_total",
+			Help: "Answers of the password migration hook: temporary, current, no_match, error.",
+		}, []string{"verdict"}),
+		smtpStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kratos_email_gateway_smtp_stage_seconds",
+			Help:    "Duration of each SMTP stage of the deliveries that were accepted.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"stage"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_config_reloads_total",
+			Help: "Config file reloads by result (applied, refused).",
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.messages, m.resets, m.logins, m.smtpStage, m.reloads,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_plugin_restarts_total",
+			Help: "Relaunches of the email plugin after it died.",
+		}, func() float64 { return float64(restarts()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry is for tests that read values.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// templateType bounds the label to the names Kratos uses, so a caller
+// cannot grow the series without bound.
+var templateType = regexp.MustCompile(`^[a-z_]{1,40}$`)
+
+// Message counts one courier message.
+func (m *Metrics) Message(tmpl, outcome string) {
+	if !templateType.MatchString(tmpl) {
+		tmpl = "other"
+	}
+	m.messages.WithLabelValues(tmpl, outcome).Inc()
+}
+
+// Reset counts one reset.
+func (m *Metrics) Reset(trigger, outcome string) { m.resets.WithLabelValues(trigger, outcome).Inc() }
+
+// PasswordHook counts one answer of the migration hook.
+func (m *Metrics) PasswordHook(verdict string) { m.logins.WithLabelValues(verdict).Inc() }
+
+// ConfigReload counts one reload.
+func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
+
+// Sender is the part of the plugin that delivers mail.
+type Sender interface {
+	SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
+}
+
+// ObservedGateway records the SMTP stages of every delivery that passes
+// through it; everything else goes to the plugin unchanged.
+type ObservedGateway struct {
+	sdk.Gateway
+	m *Metrics
+}
+
+// Observe wraps gw.
+func (m *Metrics) Observe(gw sdk.Gateway) *ObservedGateway {
+	return &ObservedGateway{Gateway: gw, m: m}
+}
+
+// SendMessage forwards and records the delivery's stages.
+func (o *ObservedGateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+	resp, err := o.Gateway.SendMessage(ctx, req)
+	if err == nil {
+		for _, s := range resp.Trace {
+			o.m.smtpStage.WithLabelValues(s.Stage).Observe(s.Duration.Seconds())
+		}
+	}
+	return resp, err
+}
