@@ -32,6 +32,9 @@ const usage = `gateway: the kratos-email-gateway host
 Usage:
   gateway serve --config FILE          run the HTTP server Kratos calls
   gateway config check --config FILE   validate a config, plugin sections included
+  gateway reset --config FILE (--id ID | --email ADDR | --file FILE | --all) [--dry-run] [--concurrency N] [--run-id ID]
+                                       issue temporary passwords as an admin: replaces the
+                                       password at once and ends the identity's sessions
   gateway smtp test --config FILE --to ADDR
                                        send a test mail and print each SMTP stage
   gateway template preview --config FILE [--locale L] [--part text|html|all] [--out FILE]
@@ -49,6 +52,8 @@ func Run(ctx context.Context, env Env) int {
 		return exit(env, serve(ctx, env, args[1:]))
 	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
 		return exit(env, checkConfig(ctx, env, args[2:]))
+	case len(args) >= 1 && args[0] == "reset":
+		return exit(env, reset(ctx, env, args[1:]))
 	case len(args) >= 2 && args[0] == "smtp" && args[1] == "test":
 		return exit(env, smtpTest(ctx, env, args[2:]))
 	case len(args) >= 2 && args[0] == "template" && args[1] == "preview":

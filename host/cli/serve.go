@@ -103,9 +103,19 @@ func serve(ctx context.Context, env Env, args []string) error {
 		ReadTimeout:       15 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- hs.Serve(ln) }()
 	servers := []*http.Server{hs}
+	if cfg.Admin.Listen != "" {
+		admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second}
+		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (admin.listen): %w", cfg.Admin.Listen, err)
+		}
+		go func() { errc <- admin.Serve(adminLn) }()
+		servers = append(servers, admin)
+		log.Info("admin API serving", "listen", adminLn.Addr().String())
+	}
 	if cfg.DemoUI.Listen != "" {
 		ui := &http.Server{
 			Handler:           demoui.New(demoui.Config{KratosPublicURL: cfg.Kratos.PublicURL, MailpitURL: cfg.DemoUI.MailpitURL}, log),

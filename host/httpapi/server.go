@@ -201,7 +201,7 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, kratosadmin.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, recovery.ErrRecipientMismatch):
+	case errors.Is(err, recovery.ErrRecipientMismatch), errors.Is(err, recovery.ErrNoRecoveryAddress):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, kratosadmin.ErrRejected):
 		return http.StatusUnprocessableEntity

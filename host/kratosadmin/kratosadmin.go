@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 
 	kratos "github.com/ory/kratos-client-go"
@@ -74,6 +76,39 @@ func (c *Client) FindByIdentifier(ctx context.Context, identifier string) (*Iden
 		return nil, fmt.Errorf("find identity by identifier: %w", ErrNotFound)
 	}
 	return fromKratos(&list[0])
+}
+
+// ListIdentityIDs returns one page of identity ids and the token of the next
+// page ("" after the last). Kratos paginates with a page token in the Link
+// header (Ory's keyset pagination).
+func (c *Client) ListIdentityIDs(ctx context.Context, pageToken string, pageSize int) ([]string, string, error) {
+	req := c.api.IdentityAPI.ListIdentities(ctx).PageSize(int64(pageSize))
+	if pageToken != "" {
+		req = req.PageToken(pageToken)
+	}
+	list, resp, err := req.Execute()
+	if err != nil {
+		return nil, "", classify("list identities", resp, err)
+	}
+	ids := make([]string, 0, len(list))
+	for _, i := range list {
+		ids = append(ids, i.Id)
+	}
+	return ids, nextPageToken(resp.Header.Get("Link")), nil
+}
+
+var nextLink = regexp.MustCompile(`<([^>]*)>;\s*rel="next"`)
+
+func nextPageToken(link string) string {
+	m := nextLink.FindStringSubmatch(link)
+	if m == nil {
+		return ""
+	}
+	u, err := url.Parse(m[1])
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("page_token")
 }
 
 // PasswordUpdate is one write of a new password and the metadata that goes
