@@ -164,4 +164,3 @@ func printSummary(w io.Writer, sum bulkreset.Summary, dryRun bool) {
 		fmt.Fprintf(w, "  failed  %s: %s\n", r.IdentityID, r.Reason)
 	}
 }
-
