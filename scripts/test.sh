@@ -30,6 +30,13 @@ go run "$STATICCHECK" ./...
 step "unit, SMTP and plugin tests (-race)"
 go test -race -count=1 ./...
 
+step "fuzzing, ${FUZZTIME:-10s} per target (seed corpora run with the unit tests)"
+for target in host/httpapi:FuzzCourier host/httpapi:FuzzLoginHook host/httpapi:FuzzSettingsHook \
+              host/httpapi:FuzzPasswordHook host/config:FuzzParse plugin/mailtmpl:FuzzTemplates; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-10s}" "./${target%%:*}" >/dev/null
+  echo "${target}: ok"
+done
+
 step "integration: real Kratos $(.cache/kratos-v1.3.1 version 2>/dev/null | head -1 | tr -s '\t ' ' '), Mailpit, gateway"
 (cd integration && go test -count=1 -timeout 15m ./...)
 
