@@ -4,4 +4,12 @@ go 1.26
 
 replace github.com/kratos-email-gateway/kratos-email-gateway => ../
 
-require gopkg.in/yaml.v3 v3.0.1
+require (
+	github.com/chromedp/chromedp v0.23.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+)

@@ -371,6 +371,9 @@ type hostOptions struct {
 	replaceAtOnce bool
 	// kratos overrides the shared Kratos (e.g. one with another hasher).
 	kratos *kratosServer
+	// demoUI serves the demo UI on 127.0.0.1:4455, where Kratos's ui_url
+	// values send the browser.
+	demoUI bool
 }
 
 // startHost runs `gateway serve` with a config written for this stack and
@@ -428,6 +431,9 @@ smtp:
 	}
 	if o.smtpPort != 0 {
 		cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", o.smtpPort), 1)
+	}
+	if o.demoUI {
+		cfg += fmt.Sprintf("demo_ui:\n  listen: 127.0.0.1:4455\n  mailpit_url: %s\n", env.mailpitAPI)
 	}
 	return cfg
 }

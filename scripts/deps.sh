@@ -2,6 +2,8 @@
 # Installs what the tests and the local stack need, once, into .cache/:
 #   Kratos v1.3.1 (built with -tags sqlite from the Go module proxy) and Mailpit.
 # `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`;
+# `scripts/deps.sh chromium` installs Debian's chromium for the browser test
+# (integration/browser_test.go);
 # `scripts/deps.sh binaries` builds only Kratos and Mailpit (the local stack).
 # Re-running is cheap: binaries are keyed by version and reused.
 set -euo pipefail
@@ -18,6 +20,15 @@ install_protoc() {
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+}
+
+install_chromium() {
+  command -v chromium >/dev/null && return 0
+  echo "deps: installing chromium (Debian) for the browser test" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
 
 build_kratos() {
@@ -38,7 +49,8 @@ build_mailpit() {
 
 case "${1:-all}" in
   protoc) install_protoc ;;
-  all) install_protoc; build_kratos; build_mailpit ;;
+  chromium) install_chromium ;;
+  all) install_protoc; install_chromium; build_kratos; build_mailpit ;;
   binaries) build_kratos; build_mailpit ;;
-  *) echo "usage: $0 [all|protoc|binaries]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|protoc|chromium|binaries]" >&2; exit 2 ;;
 esac

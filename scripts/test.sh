@@ -33,7 +33,9 @@ go test -race -count=1 ./...
 step "fuzzing, ${FUZZTIME:-10s} per target (seed corpora run with the unit tests)"
 for target in host/httpapi:FuzzCourier host/httpapi:FuzzLoginHook host/httpapi:FuzzSettingsHook \
               host/httpapi:FuzzPasswordHook host/config:FuzzParse plugin/mailtmpl:FuzzTemplates; do
-  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-10s}" "./${target%%:*}" >/dev/null
+  if ! out=$(go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-10s}" "./${target%%:*}" 2>&1); then
+    echo "$out"; exit 1
+  fi
   echo "${target}: ok"
 done
 
