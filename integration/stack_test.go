@@ -389,6 +389,7 @@ func startHost(t *testing.T, o hostOptions) *hostProc {
 type hostProc struct {
 	*syncBuffer
 	configPath string
+	pid        int
 }
 
 // gatewayConfig renders the gateway.yaml of a test.
@@ -482,5 +483,5 @@ func runHostWith(t *testing.T, path string) (*hostProc, func()) {
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
-	return &hostProc{syncBuffer: &logs, configPath: path}, stop
+	return &hostProc{syncBuffer: &logs, configPath: path, pid: cmd.Process.Pid}, stop
 }

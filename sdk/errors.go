@@ -23,15 +23,17 @@ var (
 )
 
 // The sentinels cross the wire as gRPC status codes; everything else is Internal.
+// A deadline is checked first: an SMTP stage that ran out of time is also
+// "unavailable", but the caller answers a timeout differently (504).
 var codeOf = []struct {
 	err  error
 	code codes.Code
 }{
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrRejected, codes.Aborted},
 	{ErrNotConfigured, codes.FailedPrecondition},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }
 

@@ -196,6 +196,9 @@ func (c *Client) Ready(ctx context.Context) error {
 // response body is not quoted: Kratos echoes request fields in some errors.
 func classify(op string, resp *http.Response, err error) error {
 	switch {
+	case resp == nil && isTimeout(err):
+		// Kept as a deadline so the host answers 504, not a generic 503.
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, context.DeadlineExceeded)
 	case resp == nil:
 		return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, unwrapTransport(err))
 	case resp.StatusCode == http.StatusNotFound:
@@ -205,6 +208,11 @@ func classify(op string, resp *http.Response, err error) error {
 	default:
 		return fmt.Errorf("%s: %w: HTTP %d%s", op, ErrRejected, resp.StatusCode, kratosReason(err))
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // unwrapTransport keeps the transport error (refused, deadline) without the
