@@ -454,8 +454,12 @@ func TestComposeGatewayEnv(t *testing.T) {
 	if _, ok := gw.Environment["GATEWAY_SMTP__AUTHORIZATION_CODE"]; ok {
 		t.Errorf("docker-compose.yml: the gateway sets GATEWAY_SMTP__AUTHORIZATION_CODE, but smtp.security none never sends it to a non-loopback host such as mailpit (and Mailpit needs no AUTH): drop it")
 	}
-	if u := gwEnv["GATEWAY_DEMO_UI__MAILPIT_URL"]; u != "http://127.0.0.1:8025" {
-		t.Errorf("docker-compose.yml: the gateway's GATEWAY_DEMO_UI__MAILPIT_URL is %q, want http://127.0.0.1:8025 (what the browser opens)", u)
+	// Links the browser follows: Mailpit and Kratos as published on the host.
+	if u := gwEnv["GATEWAY_DEMO_UI__MAILPIT_URL"]; !strings.HasPrefix(u, "http://127.0.0.1:8025/") {
+		t.Errorf("docker-compose.yml: the gateway's GATEWAY_DEMO_UI__MAILPIT_URL is %q, want a page of http://127.0.0.1:8025 (what the browser opens)", u)
+	}
+	if u := gwEnv["GATEWAY_DEMO_UI__KRATOS_BROWSER_URL"]; u != "http://127.0.0.1:4433" {
+		t.Errorf("docker-compose.yml: the gateway's GATEWAY_DEMO_UI__KRATOS_BROWSER_URL is %q, want http://127.0.0.1:4433: the browser cannot reach kratos:4433", u)
 	}
 
 	// The secrets come from the operator's environment and compose refuses to

@@ -56,6 +56,7 @@ pids+=($!)
 GATEWAY_WEBHOOK__API_KEY="$api_key" GATEWAY_SECRETS__CIPHER="$cipher" \
 GATEWAY_SMTP__HOST=127.0.0.1 GATEWAY_SMTP__PORT=1025 GATEWAY_SMTP__SECURITY=none \
 GATEWAY_LOG__FORMAT=text \
+GATEWAY_DEMO_UI__LISTEN=127.0.0.1:4455 GATEWAY_DEMO_UI__MAILPIT_URL=http://127.0.0.1:8025/view/latest.html \
   bin/gateway serve --config configs/gateway.yaml >"$state/gateway.log" 2>&1 &
 pids+=($!)
 
@@ -75,9 +76,15 @@ kratos-email-gateway local stack is up (logs in .stack/):
   Mailpit (the inbox)    http://127.0.0.1:8025
   Kratos public API      http://127.0.0.1:4433
   Kratos admin API       http://127.0.0.1:4434
-  gateway                http://127.0.0.1:8080  (health: /health/ready)
+  gateway                http://127.0.0.1:8080  (health: /health/ready, metrics: /metrics)
+  demo self-service UI   http://127.0.0.1:4455  (recovery, login, settings)
+  newest mail            http://127.0.0.1:8025/view/latest.html
 
-Try the journey with the demo user alice@example.com (password Alice-Old-Password-1):
+Click the journey: open http://127.0.0.1:4455/recovery, ask for alice@example.com,
+open the newest mail, log in at http://127.0.0.1:4455/login with the temporary
+password, and set a new one on the settings page you are sent to.
+
+Or from a shell, with the demo user alice@example.com (password Alice-Old-Password-1):
   scripts/recover.sh alice@example.com        # Kratos recovery: the mail arrives in Mailpit
   scripts/login.sh alice@example.com 'TEMPORARY-PASSWORD-FROM-THE-MAIL'
                                               # logs in; a new password is now required

@@ -118,7 +118,11 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	if cfg.DemoUI.Listen != "" {
 		ui := &http.Server{
-			Handler:           demoui.New(demoui.Config{KratosPublicURL: cfg.Kratos.PublicURL, MailpitURL: cfg.DemoUI.MailpitURL}, log),
+			Handler: demoui.New(demoui.Config{
+				KratosPublicURL:  cfg.Kratos.PublicURL,
+				KratosBrowserURL: cfg.DemoUI.KratosBrowserURL,
+				MailpitURL:       cfg.DemoUI.MailpitURL,
+			}, log),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
 		uiLn, err := net.Listen("tcp", cfg.DemoUI.Listen)

@@ -124,6 +124,9 @@ type DemoUI struct {
 	Listen string `koanf:"listen"`
 	// MailpitURL is linked from the pages so a newcomer finds the inbox.
 	MailpitURL string `koanf:"mailpit_url"`
+	// KratosBrowserURL is Kratos's public URL as browsers reach it, when it
+	// differs from kratos.public_url (containers); empty means the same.
+	KratosBrowserURL string `koanf:"kratos_browser_url"`
 }
 
 // Timeouts for calls leaving the host.

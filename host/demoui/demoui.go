@@ -14,6 +14,7 @@ package demoui
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -25,8 +26,12 @@ import (
 
 // Config says where Kratos and Mailpit are, as the browser sees them.
 type Config struct {
-	// KratosPublicURL is Kratos's public API, used by the server and by the browser.
+	// KratosPublicURL is Kratos's public API as the host reaches it.
 	KratosPublicURL string
+	// KratosBrowserURL is Kratos's public API as the browser reaches it
+	// (e.g. http://127.0.0.1:4433 when the host reaches http://kratos:4433
+	// in Docker); empty means KratosPublicURL.
+	KratosBrowserURL string
 	// MailpitURL, when set, is linked so the user finds the inbox.
 	MailpitURL string
 }
@@ -43,6 +48,7 @@ func flowNames() []string {
 // ui holds what every handler needs; it is read-only once built.
 type ui struct {
 	kratos  string
+	browser string
 	mailpit string
 	client  *http.Client
 	timeout time.Duration
@@ -61,6 +67,7 @@ func newUI(cfg Config, log *slog.Logger) *ui {
 	}
 	return &ui{
 		kratos:  strings.TrimRight(cfg.KratosPublicURL, "/"),
+		browser: strings.TrimRight(cmp.Or(cfg.KratosBrowserURL, cfg.KratosPublicURL), "/"),
 		mailpit: cfg.MailpitURL,
 		client: &http.Client{
 			// Kratos answers JSON requests without redirects; following one
@@ -105,6 +112,8 @@ func (u *ui) home(w http.ResponseWriter, r *http.Request) {
 	err := u.getJSON(r.Context(), "/sessions/whoami", nil, cookie, &s)
 	var se *statusError
 	switch {
+	// 401: no session; 403: a session that needs a second factor first,
+	// which the login flow asks for.
 	case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
 		u.render(w, http.StatusOK, page{Title: "Welcome", Home: &homeView{}})
 		return
@@ -171,7 +180,7 @@ func restartable(code int) bool {
 // and redirects back here with ?flow=ID. return_to survives, so Kratos can
 // send the user back where they came from afterwards.
 func (u *ui) startFlow(w http.ResponseWriter, r *http.Request, name string) {
-	target := u.kratos + "/self-service/" + name + "/browser"
+	target := u.browser + "/self-service/" + name + "/browser"
 	if rt := r.URL.Query().Get("return_to"); rt != "" {
 		target += "?" + url.Values{"return_to": {rt}}.Encode()
 	}
