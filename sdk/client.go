@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -97,6 +98,18 @@ func (c *Client) Pid() int {
 
 // Kill ends the plugin process; it is safe to call more than once.
 func (c *Client) Kill() { c.proc.Kill() }
+
+// Terminate ends a plugin that may not answer (hung, stopped): it kills
+// the process first, because go-plugin's Kill asks for a graceful shutdown
+// over gRPC and would wait on a process that never replies.
+func (c *Client) Terminate() {
+	if pid := c.Pid(); pid > 0 {
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+	c.proc.Kill()
+}
 
 func secureConfig(sum string) (*goplugin.SecureConfig, error) {
 	if sum == "" {

@@ -9,12 +9,17 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("plugin host closed")
+
+// probeTimeout bounds the health check that decides whether a plugin whose
+// call failed is hung; a live plugin answers Health in microseconds.
+const probeTimeout = time.Second
 
 // Host is an sdk.Gateway backed by a supervised plugin process. Calls go to
 // the current process; a process found dead is replaced, and configured with
@@ -70,7 +75,9 @@ func (h *Host) IssuePassword(ctx context.Context, req *sdk.IssuePasswordRequest)
 	if err != nil {
 		return nil, err
 	}
-	return gw.IssuePassword(ctx, req)
+	resp, err := gw.IssuePassword(ctx, req)
+	h.afterCall(gw, err)
+	return resp, err
 }
 
 // SendMessage forwards to the plugin. It is not retried here: a plugin that
@@ -81,7 +88,9 @@ func (h *Host) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*s
 	if err != nil {
 		return nil, err
 	}
-	return gw.SendMessage(ctx, req)
+	resp, err := gw.SendMessage(ctx, req)
+	h.afterCall(gw, err)
+	return resp, err
 }
 
 // Health forwards to the plugin.
@@ -99,7 +108,9 @@ func (h *Host) Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderR
 	if err != nil {
 		return nil, err
 	}
-	return gw.Render(ctx, req)
+	resp, err := gw.Render(ctx, req)
+	h.afterCall(gw, err)
+	return resp, err
 }
 
 // Probe forwards to the plugin.
@@ -108,7 +119,30 @@ func (h *Host) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeResp
 	if err != nil {
 		return nil, err
 	}
-	return gw.Probe(ctx, req)
+	resp, err := gw.Probe(ctx, req)
+	h.afterCall(gw, err)
+	return resp, err
+}
+
+// afterCall detects a hung plugin: after a call that timed out or could not
+// reach the plugin, a live plugin still answers a quick health check; one
+// that does not is killed, so the next call relaunches it. Without this a
+// stopped or deadlocked process would keep failing every message.
+func (h *Host) afterCall(gw sdk.Gateway, err error) {
+	if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sdk.ErrUnavailable)) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if _, herr := gw.Health(ctx, &sdk.HealthRequest{}); herr == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.proc != nil && sdk.Gateway(h.proc) == gw && !h.proc.Exited() {
+		h.log.Error("plugin does not answer a health check; killing it so the next call relaunches it", "pid", h.proc.Pid())
+		h.proc.Terminate()
+	}
 }
 
 // Restarts counts the relaunches since Start.

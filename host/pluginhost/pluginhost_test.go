@@ -155,3 +155,38 @@ func TestPluginDoesNotSeeTheHostEnvironment(t *testing.T) {
 		t.Errorf("the plugin lacks the environment it was given: %q", environ)
 	}
 }
+
+// A plugin that stops answering (here: SIGSTOP) is found by the per-call
+// deadline and a failed health check, killed and relaunched; the next
+// message succeeds.
+func TestHungPluginIsReplaced(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.StartTLS})
+	h, logs := start(t, sdk.LaunchConfig{Path: pluginBin}, pluginConfig(srv))
+	hung := h.Pid()
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := h.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "alice@example.com", Rendered: &sdk.RenderedMessage{Subject: "stuck", TextBody: "hi"}})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("call to a stopped plugin = %v, want a deadline or unavailable error", err)
+	}
+	var sendErr error
+	for range 50 {
+		if sendErr = send(h, "after hang"); sendErr == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sendErr != nil {
+		t.Fatalf("no call succeeded after the hang: %v", sendErr)
+	}
+	if h.Pid() == hung || h.Restarts() != 1 {
+		t.Errorf("pid %d→%d restarts %d, want a new process", hung, h.Pid(), h.Restarts())
+	}
+	if !strings.Contains(logs.String(), "does not answer a health check") {
+		t.Errorf("the hang was not logged:\n%s", logs)
+	}
+}
