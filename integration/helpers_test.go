@@ -85,6 +85,9 @@ func callHeaders(t *testing.T, method, url string, header http.Header, body, out
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if !strings.HasPrefix(url, env.kratosPublic) && !strings.HasPrefix(url, env.kratosAdmin) && !strings.HasPrefix(url, env.mailpitAPI) {
+		observed.output(string(raw)) // the gateway's answers, scanned for secrets
+	}
 	if out != nil && len(raw) > 0 {
 		if b, ok := out.(*[]byte); ok {
 			*b = raw
@@ -342,5 +345,47 @@ func temporaryPassword(t *testing.T, m mail) string {
 	if match == nil {
 		t.Fatalf("no temporary password in mail %q:\n%s", m.Subject, m.Text)
 	}
+	observed.secret(match[1])
 	return match[1]
+}
+
+// observed collects, across the whole run, every secret the tests handled
+// and everything the gateway said (HTTP answers, command output), so one
+// test can check that no secret ever left the gateway (zz_secrets_test.go).
+var observed = &leakWatch{}
+
+type leakWatch struct {
+	mu      sync.Mutex
+	secrets []string
+	outputs []string
+}
+
+func (w *leakWatch) secret(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.secrets = append(w.secrets, s)
+}
+
+func (w *leakWatch) output(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.outputs = append(w.outputs, s)
+}
+
+func (w *leakWatch) snapshot() (secrets, outputs []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.secrets...), append([]string(nil), w.outputs...)
+}
+
+// waitFor polls cond until it holds or fails the test after 45s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

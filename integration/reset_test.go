@@ -17,6 +17,7 @@ func runGateway(t *testing.T, args ...string) (int, string) {
 	cmd := exec.Command(env.gatewayBin, args...)
 	cmd.Env = append(os.Environ(), "GATEWAY_SMTP__AUTHORIZATION_CODE="+env.smtpPass, "GATEWAY_SECRETS__CIPHER="+env.cipher)
 	out, err := cmd.CombinedOutput()
+	observed.output(string(out))
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), string(out)
 	} else if err != nil {
@@ -99,6 +100,7 @@ func TestBulkResetThroughKratos(t *testing.T) {
 func TestAdminAPIReset(t *testing.T) {
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	adminKey := "it-admin-key-" + randomHex(8)
+	observed.secret(adminKey)
 	h, stop := runHostWith(t, writeConfig(t, gatewayConfig(hostOptions{enabled: true})+
 		fmt.Sprintf("admin:\n  listen: %s\n  api_key: %s\n", adminAddr, adminKey)))
 	defer stop()
