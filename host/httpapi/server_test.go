@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -374,6 +375,33 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	for _, secret := range []string{apiKey, "Secret-Password-1", "alice@example.com"} {
 		if strings.Contains(body, secret) {
 			t.Errorf("metrics carry %q", secret)
+		}
+	}
+}
+
+// Deeply nested or oversized JSON is refused without large allocations:
+// the body is capped before it is read, and decoding stops at the first
+// value of the wrong shape.
+func TestHostileJSONIsCheap(t *testing.T) {
+	h, _ := newServer(t, true, &recorder{})
+	tests := map[string][]byte{
+		"deep nesting":   append([]byte(`{"recipient":`), bytes.Repeat([]byte("["), MaxBodyBytes-20)...),
+		"huge string":    []byte(`{"recipient":"` + strings.Repeat("x", 4*MaxBodyBytes) + `"}`),
+		"many fields":    []byte(`{` + strings.Repeat(`"a":1,`, MaxBodyBytes/6-2) + `"b":1}`),
+		"wrong top type": bytes.Repeat([]byte("1"), MaxBodyBytes-1),
+	}
+	for name, body := range tests {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		w := post(h, "Bearer "+apiKey, bytes.NewReader(body))
+		runtime.ReadMemStats(&after)
+		if w.Code != http.StatusBadRequest && w.Code != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: HTTP %d, want 400 or 413", name, w.Code)
+		}
+		// Reading the capped body costs about 2x its size; decoding must
+		// not multiply it.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*MaxBodyBytes {
+			t.Errorf("%s: %d MiB allocated for a request capped at 1 MiB", name, alloc>>20)
 		}
 	}
 }
