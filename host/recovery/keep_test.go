@@ -115,46 +115,35 @@ func TestCheckPassword(t *testing.T) {
 // password and keeps the sealed current hash, which Kratos no longer has.
 func TestSecondRecoveryReplacesThePendingPassword(t *testing.T) {
 	t.Parallel()
-	f := newFixture(nil)
-	issuing(f, "Tmp-1", "Tmp-2")
-	pol := keepPolicy
-	pol.Cooldown = 0
-	for _, key := range []string{"k1", "k2"} {
-		if _, err := f.svc.Reset(context.Background(), alice(key), pol); err != nil {
-			t.Fatal(err)
+	twoRecoveries := func(t *testing.T) *fixture {
+		f := newFixture(nil)
+		issuing(f, "Tmp-1", "Tmp-2")
+		pol := keepPolicy
+		pol.Cooldown = 0
+		for _, key := range []string{"k1", "k2"} {
+			if _, err := f.svc.Reset(context.Background(), alice(key), pol); err != nil {
+				t.Fatal(err)
+			}
 		}
+		return f
 	}
+	f := twoRecoveries(t)
 	first, _ := readPending(f.ids.updates[0].MetadataAdmin)
 	second, _ := readPending(f.ids.updates[1].MetadataAdmin)
 	if first.SealedHash != second.SealedHash {
 		t.Errorf("the second recovery sealed something else than the first kept")
 	}
-	// In this order: the first temporary password is refused while the
-	// reset is still pending, then the current password voids it.
 	for _, c := range []struct {
 		password string
 		want     Verdict
-	}{{"Tmp-1", NoMatch}, {currentPassword, MatchCurrent}} {
-		got, err := f.svc.CheckPassword(context.Background(), "alice@example.com", c.password, pol)
-		if err != nil || got != c.want {
-			t.Errorf("CheckPassword(%s) = %q, %v; want %q", c.password, got, err, c.want)
-		}
-	}
-}
-
-func TestSecondRecoveryTemporaryPasswordWorks(t *testing.T) {
-	t.Parallel()
-	f := newFixture(nil)
-	issuing(f, "Tmp-1", "Tmp-2")
-	pol := keepPolicy
-	pol.Cooldown = 0
-	for _, key := range []string{"k1", "k2"} {
-		if _, err := f.svc.Reset(context.Background(), alice(key), pol); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got, err := f.svc.CheckPassword(context.Background(), "alice@example.com", "Tmp-2", pol); err != nil || got != MatchTemporary {
-		t.Errorf("CheckPassword(second temporary password) = %q, %v; want MatchTemporary", got, err)
+	}{{"Tmp-1", NoMatch}, {"Tmp-2", MatchTemporary}, {currentPassword, MatchCurrent}} {
+		t.Run(c.password, func(t *testing.T) {
+			t.Parallel()
+			got, err := twoRecoveries(t).svc.CheckPassword(context.Background(), "alice@example.com", c.password, keepPolicy)
+			if err != nil || got != c.want {
+				t.Errorf("CheckPassword(%s) = %q, %v; want %q", c.password, got, err, c.want)
+			}
+		})
 	}
 }
 

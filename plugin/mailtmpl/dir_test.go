@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -459,21 +458,5 @@ func TestRenderConcurrentLocales(t *testing.T) {
 		t.Fatalf("variants rendered (-want +got):\n%s", diff)
 	}
 
-	var wg sync.WaitGroup
-	for i := range goroutines {
-		wg.Go(func() {
-			for range renders {
-				got, err := s.Render(data[i])
-				if err != nil {
-					t.Errorf("goroutine %d: Render: %v", i, err)
-					return
-				}
-				if diff := cmp.Diff(want[i], got); diff != "" {
-					t.Errorf("goroutine %d: Render mismatch (-want +got):\n%s", i, diff)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	renderConcurrently(t, s, data, want, renders)
 }

@@ -350,8 +350,15 @@ func TestRenderConcurrent(t *testing.T) {
 		want[i] = mustRender(t, s, data[i])
 	}
 
+	renderConcurrently(t, s, data, want, renders)
+}
+
+// renderConcurrently renders data[i] from one goroutine per i, renders
+// times each, and checks every result against want[i].
+func renderConcurrently(t *testing.T, s *mailtmpl.Set, data []mailtmpl.Data, want []mailtmpl.Mail, renders int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	for i := range goroutines {
+	for i := range data {
 		wg.Go(func() {
 			for range renders {
 				got, err := s.Render(data[i])
