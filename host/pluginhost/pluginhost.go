@@ -162,13 +162,15 @@ func (h *Host) Pid() int {
 	return h.proc.Pid()
 }
 
-// Close ends the plugin process.
+// Close ends the plugin process. It does not wait for a graceful exit: the
+// plugin holds no work once the host stopped serving, and a hung plugin
+// would never finish one.
 func (h *Host) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
 	if h.proc != nil {
-		h.proc.Kill()
+		h.proc.Terminate()
 	}
 }
 
