@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,5 +189,50 @@ func TestHungPluginIsReplaced(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "does not answer a health check") {
 		t.Errorf("the hang was not logged:\n%s", logs)
+	}
+}
+
+// BenchmarkRoundTrip measures one call through go-plugin's gRPC to the real
+// plugin process (AutoMTLS on), with its median.
+func BenchmarkRoundTrip(b *testing.B) {
+	srv := smtptest.Start(b, smtptest.Options{Mode: smtptest.StartTLS})
+	h, _, err := Start(context.Background(), sdk.LaunchConfig{Path: pluginBin}, pluginConfig(srv), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	msg := &sdk.PasswordMessage{Password: "Bench-Pass-12345", ExpiresAt: time.Now().Add(time.Hour), LoginURL: "http://127.0.0.1:4455/login",
+		IdentityID: "id-1", IdentityTraits: json.RawMessage(`{"email":"alice@example.com"}`)}
+	for _, c := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"IssuePassword", func(ctx context.Context) error {
+			_, err := h.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: "id-1"})
+			return err
+		}},
+		{"Render", func(ctx context.Context) error {
+			_, err := h.Render(ctx, &sdk.RenderRequest{Recipient: "alice@example.com", Password: msg})
+			return err
+		}},
+		{"Health", func(ctx context.Context) error {
+			_, err := h.Health(ctx, &sdk.HealthRequest{})
+			return err
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			durations := make([]time.Duration, 0, b.N)
+			ctx := context.Background()
+			for b.Loop() {
+				start := time.Now()
+				if err := c.call(ctx); err != nil {
+					b.Fatal(err)
+				}
+				durations = append(durations, time.Since(start))
+			}
+			slices.Sort(durations)
+			b.ReportMetric(float64(durations[len(durations)/2].Microseconds()), "p50-µs")
+		})
 	}
 }
