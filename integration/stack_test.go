@@ -451,7 +451,7 @@ func runHost(t *testing.T, o hostOptions) (*hostProc, func()) {
 }
 
 // runHostWith starts `gateway serve` on a config file the test wrote.
-func runHostWith(t *testing.T, path string) (*hostProc, func()) {
+func runHostWith(t testing.TB, path string) (*hostProc, func()) {
 	t.Helper()
 	var logs syncBuffer
 	// Appending keeps the logs of every host a test started.
