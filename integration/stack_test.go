@@ -178,8 +178,6 @@ func (s *stack) startKratos(name, hasher string) (kratosServer, func(), error) {
 		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
 		"SERVE_ADMIN_BASE_URL=" + k.admin + "/",
 		"HASHERS_ALGORITHM=" + hasher,
-		// Tests wait for mails; the default 1s pull interval only slows them.
-		"COURIER_WORKER_PULL_WAIT=100ms",
 		"LOG_LEVEL=debug",
 	}
 	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, "http://"+s.hostAddr, s.apiKey)
