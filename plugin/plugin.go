@@ -32,6 +32,16 @@ type Config struct {
 	Template mailtmpl.Config `koanf:"template"`
 }
 
+// The plugin keeps a few authenticated SMTP connections open, so a mail
+// costs MAIL/RCPT/DATA instead of connect + TLS + AUTH (about 8x less on
+// loopback); 4 covers Kratos's one-at-a-time courier and a few admin resets
+// without holding many connections on the operator's gateway, and idle ones
+// close before typical server idle limits (often 60s-300s).
+const (
+	poolSize = 4
+	poolIdle = 30 * time.Second
+)
+
 // state is one accepted config, built whole before it replaces the last one
 // so a mail never sees half of a reload.
 type state struct {
@@ -60,7 +70,11 @@ func (g *Gateway) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if err != nil {
 		return nil, err
 	}
-	g.cur.Store(st)
+	if old := g.cur.Swap(st); old != nil {
+		// Idle connections of the old settings close now; busy ones close
+		// when their send ends.
+		_ = old.sender.Close()
+	}
 	return &sdk.ConfigureResponse{Warnings: cfg.SMTP.Warnings()}, nil
 }
 
@@ -103,7 +117,7 @@ func build(cfg Config) (*state, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", sdk.ErrInvalidArgument, errors.Join(errs...))
 	}
-	sender, err := smtpsend.New(cfg.SMTP)
+	sender, err := smtpsend.New(cfg.SMTP, smtpsend.WithPool(poolSize, poolIdle))
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,12 @@ type Options struct {
 	RcptErr    *smtp.SMTPError // reply to every RCPT TO
 	DropInData bool            // close the connection instead of answering DATA
 	PKI        *PKI            // nil: a fresh one
+	// Drop, if set, is asked at every MAIL FROM (cmd "MAIL") and after
+	// every DATA body (cmd "DATA") with how many of that command the server
+	// has seen so far, counting from 1 across all sessions. True closes the
+	// connection instead of answering, as a server that dropped an idle
+	// connection or crashed mid-transaction would.
+	Drop func(cmd string, n int) bool
 }
 
 // Received is one mail the server accepted.
@@ -128,7 +134,11 @@ type Server struct {
 	sessions int      // EHLO/HELO greetings
 	authed   []string // usernames that authenticated
 	attempts int      // AUTH exchanges, successful or not
+	mailCmds int      // MAIL FROM commands
+	rcptCmds int      // RCPT TO commands
+	dataCmds int      // DATA bodies received
 	mails    []Received
+	open     map[*testSession]struct{}
 }
 
 // Start runs a server until the test ends.
@@ -139,7 +149,7 @@ func Start(t testing.TB, opts Options) *Server {
 		p := NewPKI(t)
 		pki = &p
 	}
-	srv := &Server{PKI: *pki, opts: opts}
+	srv := &Server{PKI: *pki, opts: opts, open: map[*testSession]struct{}{}}
 
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{pki.Cert}}
 	if opts.LegacyTLS {
@@ -147,10 +157,12 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		sess := &testSession{srv: srv, conn: c}
 		srv.mu.Lock()
 		srv.sessions++
+		srv.open[sess] = struct{}{}
 		srv.mu.Unlock()
-		return &testSession{srv: srv, conn: c}, nil
+		return sess, nil
 	}))
 	s.Domain = "localhost"
 	s.ReadTimeout = 10 * time.Second
@@ -193,6 +205,9 @@ type State struct {
 	Sessions int      // EHLO/HELO greetings
 	Authed   []string // usernames that authenticated
 	Attempts int      // AUTH exchanges, successful or not
+	MailCmds int      // MAIL FROM commands, accepted or not
+	RcptCmds int      // RCPT TO commands, accepted or not
+	DataCmds int      // DATA bodies received, accepted or not
 	Mails    []Received
 }
 
@@ -204,8 +219,32 @@ func (srv *Server) State() State {
 		Sessions: srv.sessions,
 		Authed:   append([]string(nil), srv.authed...),
 		Attempts: srv.attempts,
+		MailCmds: srv.mailCmds,
+		RcptCmds: srv.rcptCmds,
+		DataCmds: srv.dataCmds,
 		Mails:    append([]Received(nil), srv.mails...),
 	}
+}
+
+// Kick closes every open connection without a word, as a server does with
+// connections it considers idle. It returns how many it closed.
+func (srv *Server) Kick() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for sess := range srv.open {
+		_ = sess.conn.Conn().Close()
+	}
+	return len(srv.open)
+}
+
+// drop consults Options.Drop for the nth cmd and closes the connection if
+// it says so.
+func (s *testSession) drop(cmd string, n int) bool {
+	if s.srv.opts.Drop == nil || !s.srv.opts.Drop(cmd, n) {
+		return false
+	}
+	_ = s.conn.Conn().Close()
+	return true
 }
 
 type testSession struct {
@@ -234,11 +273,21 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.srv.mu.Lock()
+	s.srv.mailCmds++
+	n := s.srv.mailCmds
+	s.srv.mu.Unlock()
+	if s.drop("MAIL", n) {
+		return errors.New("connection dropped by the test")
+	}
 	s.from = from
 	return nil
 }
 
 func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.srv.mu.Lock()
+	s.srv.rcptCmds++
+	s.srv.mu.Unlock()
 	if s.srv.opts.RcptErr != nil {
 		return s.srv.opts.RcptErr
 	}
@@ -250,6 +299,13 @@ func (s *testSession) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	s.srv.mu.Lock()
+	s.srv.dataCmds++
+	n := s.srv.dataCmds
+	s.srv.mu.Unlock()
+	if s.drop("DATA", n) {
+		return errors.New("connection dropped by the test")
 	}
 	if s.srv.opts.DropInData {
 		// The client has sent the final dot and waits for a reply that
@@ -267,4 +323,9 @@ func (s *testSession) Reset() {
 	s.from, s.to = "", nil
 }
 
-func (s *testSession) Logout() error { return nil }
+func (s *testSession) Logout() error {
+	s.srv.mu.Lock()
+	delete(s.srv.open, s)
+	s.srv.mu.Unlock()
+	return nil
+}

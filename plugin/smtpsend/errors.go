@@ -18,6 +18,7 @@ import (
 // Stages of one delivery, as reported in StageError.Stage.
 const (
 	StageConnect    = "connect"     // TCP connect, or the connection broke before MAIL FROM
+	StageReuse      = "reuse"       // NOOP on a pooled connection, see WithPool
 	StageTLS        = "tls"         // TLS handshake, implicit or after STARTTLS
 	StageGreeting   = "greeting"    // the server's 220 banner
 	StageHello      = "hello"       // EHLO/HELO
@@ -25,7 +26,7 @@ const (
 	StageMailFrom   = "mail_from"   // MAIL FROM
 	StageRcptTo     = "rcpt_to"     // RCPT TO
 	StageData       = "data"        // DATA and the message content
-	StageResetClose = "reset/close" // RSET or QUIT
+	StageResetClose = "reset/close" // RSET (back to the pool) or QUIT
 )
 
 // StageError is a failed delivery: the SMTP stage that failed and whether a

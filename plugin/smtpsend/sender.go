@@ -33,6 +33,7 @@ type Mail struct {
 
 // Sender delivers mails with one config. It is safe for concurrent use.
 type Sender struct {
+	pool     *pool // nil: a fresh connection per mail
 	host     string
 	addr     string // host:port, as reported in the connect step
 	security string
@@ -67,7 +68,14 @@ func authMechs(security string) []mail.SMTPAuthType {
 
 // New validates cfg and prepares its TLS config, reading ca_file once. An
 // invalid cfg yields all problems joined, matching sdk.ErrInvalidArgument.
-func New(cfg Config) (*Sender, error) {
+// Without options every mail goes over a fresh connection.
+func New(cfg Config, opts ...Option) (*Sender, error) {
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
 	cfg = cfg.withDefaults()
 	errs, caCerts := cfg.check()
 	if len(errs) > 0 {
@@ -80,7 +88,8 @@ func New(cfg Config) (*Sender, error) {
 		username: cfg.Username,
 		from:     stdmail.Address{Name: cfg.SenderName, Address: cfg.EmailAddress},
 		// A fresh connection per mail makes NOOP before and RSET after the
-		// transaction pointless round trips.
+		// transaction pointless round trips. The pool sends both itself,
+		// where it can trace them and act on their failure.
 		opts: []mail.Option{mail.WithPort(cfg.Port), mail.WithoutNoop(), mail.WithoutRset()},
 	}
 	if cfg.Security != SecurityNone {
@@ -101,7 +110,20 @@ func New(cfg Config) (*Sender, error) {
 		s.opts = append(s.opts, mail.WithOpportunisticSMTPAuth(authMechs(cfg.Security)...),
 			mail.WithUsername(cfg.Username), mail.WithPassword(cfg.AuthorizationCode))
 	}
+	if o.poolSize > 0 {
+		s.pool = newPool(o.poolSize, o.poolIdle)
+	}
 	return s, nil
+}
+
+// Close closes the idle pooled connections; the ones in use are closed when
+// their send ends. Sends after Close still work, each on a fresh connection.
+// Close is a no-op without WithPool and safe to call more than once.
+func (s *Sender) Close() error {
+	if s.pool != nil {
+		s.pool.close()
+	}
+	return nil
 }
 
 // tlsConfig is built once and shared by all connections; crypto/tls allows
@@ -128,10 +150,10 @@ func tlsConfig(cfg Config, caCerts []*x509.Certificate) *tls.Config {
 	return conf
 }
 
-// Send delivers m on a fresh connection bounded by ctx. reply is the server's
-// answer to the accepted DATA, e.g. "250 2.0.0 OK: queued as 1234". Failures
-// are *StageError, or an error matching sdk.ErrInvalidArgument when m itself
-// is wrong.
+// Send delivers m on a fresh or, with WithPool, a pooled connection, bounded
+// by ctx. reply is the server's answer to the accepted DATA, e.g. "250 2.0.0
+// OK: queued as 1234". Failures are *StageError, or an error matching
+// sdk.ErrInvalidArgument when m itself is wrong.
 func (s *Sender) Send(ctx context.Context, m Mail) (reply string, err error) {
 	res, err := s.SendTraced(ctx, m)
 	return res.Reply, err
@@ -144,6 +166,9 @@ func (s *Sender) SendTraced(ctx context.Context, m Mail) (Result, error) {
 	msg, err := s.message(m)
 	if err != nil {
 		return Result{}, err
+	}
+	if s.pool != nil {
+		return s.sendPooled(ctx, msg)
 	}
 	conn := &connection{trace: s.newTracer()}
 	defer conn.close()
@@ -160,14 +185,31 @@ func (s *Sender) deliver(ctx context.Context, conn *connection, msg *mail.Msg) (
 	if err := context.Cause(ctx); err != nil {
 		return "", &StageError{Stage: StageConnect, Temporary: true, Err: err}
 	}
-	client, smtpClient, stageErr := s.dial(ctx, conn)
+	client, stageErr := s.dial(ctx, conn)
 	if stageErr != nil {
 		return "", stageErr
 	}
+	reply, stageErr := s.transact(ctx, client, conn, msg)
+	if stageErr != nil {
+		return "", stageErr
+	}
+	conn.trace.begin(StageResetClose, "QUIT")
+	// The server owns the mail once it accepted DATA. A failed QUIT changes
+	// nothing for the mail, and reporting it would make the caller send it
+	// twice; the trace still shows it.
+	if err := client.CloseWithSMTPClient(conn.smtp); err != nil {
+		conn.trace.current().Err = err.Error()
+	}
+	conn.trace.finish()
+	return reply, nil
+}
+
+// transact runs MAIL FROM, RCPT TO and DATA for msg on the open conn.
+func (s *Sender) transact(ctx context.Context, client *mail.Client, conn *connection, msg *mail.Msg) (string, *StageError) {
 	// The time go-mail spends between the handshake and MAIL FROM belongs
 	// to no stage.
 	conn.trace.finish()
-	if err := client.SendWithSMTPClient(smtpClient, msg); err != nil {
+	if err := client.SendWithSMTPClient(conn.smtp, msg); err != nil {
 		return "", sendFailure(ctx, err)
 	}
 	reply := "250 accepted"
@@ -177,14 +219,6 @@ func (s *Sender) deliver(ctx context.Context, conn *connection, msg *mail.Msg) (
 	if cur := conn.trace.current(); cur != nil && cur.Stage == StageData {
 		cur.Detail = reply
 	}
-	conn.trace.begin(StageResetClose, "QUIT")
-	// The server owns the mail once it accepted DATA. A failed QUIT changes
-	// nothing for the mail, and reporting it would make the caller send it
-	// twice; the trace still shows it.
-	if err := client.CloseWithSMTPClient(smtpClient); err != nil {
-		conn.trace.current().Err = err.Error()
-	}
-	conn.trace.finish()
 	return reply, nil
 }
 
@@ -229,16 +263,16 @@ func (s *Sender) message(m Mail) (*mail.Msg, error) {
 	return msg, nil
 }
 
-// dial opens a fresh connection and runs greeting, EHLO, STARTTLS and AUTH.
-// Connection pooling would replace this method.
+// dial opens a fresh connection and runs greeting, EHLO, STARTTLS and AUTH,
+// leaving the session in conn.smtp.
 //
 // The dialer is ours rather than go-mail's so that connect and TLS failures
 // carry their stage and so that ctx can abort the dialogue at any point:
 // go-mail v0.8.1 applies ctx to the dial only and then uses fixed deadlines.
 // The price is that go-mail does not know our connection is encrypted and its
 // AUTH auto-discovery would skip PLAIN and LOGIN, hence authMechs.
-func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smtp.Client, *StageError) {
-	opts := slices.Concat(s.opts, []mail.Option{
+func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *StageError) {
+	opts := []mail.Option{
 		mail.WithDialContextFunc(func(dialCtx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := s.connect(ctx, dialCtx, conn.trace, network, addr)
 			if err == nil {
@@ -248,7 +282,7 @@ func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smt
 		}),
 		// go-mail reports the dialogue only through its debug log.
 		mail.WithDebugLog(), mail.WithLogger(conn.trace),
-	})
+	}
 	if s.security == SecuritySTARTTLS {
 		// go-mail runs the STARTTLS handshake inside its next write and
 		// keeps the *tls.Conn to itself: the callback is the one place to
@@ -261,21 +295,37 @@ func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *smt
 		}
 		opts = append(opts, mail.WithTLSConfig(conf))
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		// ctx bounds the whole dialogue through connection.watch. go-mail
-		// arms each step with its own socket deadline; a margin past ctx
-		// keeps it from winning the race, so the error names ctx.
-		opts = append(opts, mail.WithTimeout(max(time.Until(deadline), 0)+timeoutMargin))
-	}
-	client, err := mail.NewClient(s.host, opts...)
-	if err != nil {
-		return nil, nil, misconfigured(StageConnect, fmt.Errorf("set up the go-mail client: %w", err))
+	client, stageErr := s.newClient(ctx, opts...)
+	if stageErr != nil {
+		return nil, stageErr
 	}
 	smtpClient, err := client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, nil, handshakeFailure(ctx, s.security, s.username, conn.trace, err)
+		return nil, handshakeFailure(ctx, s.security, s.username, conn.trace, err)
 	}
-	return client, smtpClient, nil
+	conn.smtp = smtpClient
+	return client, nil
+}
+
+// newClient builds the go-mail client of one delivery. It holds settings
+// only, so a pooled session gets a new one with the timeout of each ctx.
+func (s *Sender) newClient(ctx context.Context, extra ...mail.Option) (*mail.Client, *StageError) {
+	opts := slices.Concat(s.opts, extra, []mail.Option{mail.WithTimeout(stepTimeout(ctx))})
+	client, err := mail.NewClient(s.host, opts...)
+	if err != nil {
+		return nil, misconfigured(StageConnect, fmt.Errorf("set up the go-mail client: %w", err))
+	}
+	return client, nil
+}
+
+// stepTimeout is the socket deadline go-mail sets for each step. ctx bounds
+// the whole dialogue through connection.watch; a margin past ctx keeps
+// go-mail's deadline from winning the race, so the error names ctx.
+func stepTimeout(ctx context.Context) time.Duration {
+	if deadline, ok := ctx.Deadline(); ok {
+		return max(time.Until(deadline), 0) + timeoutMargin
+	}
+	return mail.DefaultTimeout
 }
 
 // connect opens the TCP connection and, for implicit TLS, does the handshake.
@@ -307,12 +357,16 @@ func (s *Sender) connect(sendCtx, dialCtx context.Context, t *tracer, network, a
 	return conn, nil
 }
 
-// connection is the network side of one Send. It owns the socket because
-// go-mail v0.8.1 leaves it open when the handshake fails or QUIT is refused.
+// connection is the network side of one Send, or of several in turn when
+// pooled. It owns the socket because go-mail v0.8.1 leaves it open when the
+// handshake fails or QUIT is refused.
 type connection struct {
 	conn  net.Conn
 	stop  func() bool // unregisters the ctx watcher
-	trace *tracer
+	trace *tracer     // of the send using the connection
+	smtp  *smtp.Client
+	// idleSince is when the connection went back to the pool.
+	idleSince time.Time
 }
 
 // watch takes ownership of conn and closes it when ctx ends: closing the

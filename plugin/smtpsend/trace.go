@@ -24,7 +24,10 @@ type Step struct {
 	// stage began or the stage failed.
 	Duration time.Duration
 	// Err is empty when the stage succeeded, otherwise the text of the
-	// *StageError the delivery returned.
+	// *StageError the delivery returned. Only on a pooled connection can a
+	// step fail without failing the delivery: a failed reuse step, or a
+	// failed step after it, is followed by the steps of the fresh connection
+	// the mail was then sent on.
 	Err string
 }
 
@@ -34,8 +37,9 @@ type Result struct {
 	// "250 2.0.0 OK: queued as 1234".
 	Reply string
 	// Trace lists the stages in the order they happened. Its last step is
-	// the QUIT; a failed QUIT carries an Err but does not fail the delivery,
-	// because the server already owns the mail.
+	// the QUIT, or with WithPool the RSET before the connection goes back to
+	// the pool; a failed QUIT or RSET carries an Err but does not fail the
+	// delivery, because the server already owns the mail.
 	Trace []Step
 }
 
@@ -49,7 +53,8 @@ type Result struct {
 // go-mail's redaction missed one.
 //
 // A tracer belongs to one Send and is used from its goroutine only: go-mail
-// calls the hook, our dialer and the TLS callback synchronously.
+// calls the hook, our dialer and the TLS callback synchronously, and a pooled
+// connection gets the next Send's tracer only through the pool's lock.
 type tracer struct {
 	addr      string // host:port, for a connect that failed before dialling
 	host      string // the name the certificate is verified for
@@ -101,8 +106,8 @@ func (t *tracer) finish() {
 // freeze marks the end of the open step's exchange when go-mail follows a
 // failure with commands of its own (RSET after a refused MAIL or RCPT, "*"
 // and QUIT after a refused AUTH): their round trips are cleanup, not part of
-// the failed stage. RSET means failure only because New turns off go-mail's
-// RSET after each sent mail.
+// the failed stage. An RSET outside the reset/close step means failure only
+// because New turns off go-mail's RSET after each sent mail.
 func (t *tracer) freeze() {
 	if t.open && t.ended.IsZero() {
 		t.ended = time.Now()
@@ -205,11 +210,13 @@ func (t *tracer) Debugf(l log.Log) {
 		t.begin(StageRcptTo, fmt.Sprintf(l.Format, l.Messages...))
 	case "DATA":
 		t.begin(StageData, "DATA")
-	case "*", "RSET":
+	case "*":
 		t.freeze()
-	case "QUIT":
-		// Send starts the reset/close step itself; any other QUIT is
-		// go-mail's own after a refused AUTH.
+	case "RSET", "QUIT":
+		// Send starts the reset/close step itself for the RSET that
+		// returns a connection to the pool and for the QUIT that closes
+		// it; any other is go-mail's own after a refused MAIL, RCPT or
+		// AUTH.
 		if t.stage() != StageResetClose {
 			t.freeze()
 		}
