@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PROTO   := sdk/proto/gateway.proto
 
-.PHONY: all build generate deps test lint stack clean
+.PHONY: all build generate deps test bench lint stack clean
 
 all: build
 
@@ -32,6 +32,14 @@ deps:
 # and the integration journeys against real Kratos and Mailpit.
 test:
 	scripts/test.sh
+
+# Benchmarks (BENCHMARKS.md): go test -bench over the plugin, its gRPC round
+# trip and SMTP sends, then the pass-through comparison and the load run
+# against real Kratos and Mailpit.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./plugin/password ./plugin/smtpsend ./host/pluginhost
+	cd integration && $(GO) test -run '^$$' -bench PassThrough -benchtime 500x -count 1 .
+	cd integration && $(GO) test -run 'TestLoadPassThrough' -count 1 -v . | grep -E 'load:|ok|FAIL'
 
 # The local stack: Kratos, the gateway host and plugin, Mailpit, all on loopback.
 stack:
