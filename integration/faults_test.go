@@ -21,6 +21,12 @@ import (
 // upstream; faults are toxics added and removed while the journey runs.
 func newProxy(t *testing.T, name, upstream string) *toxiproxy.Proxy {
 	t.Helper()
+	return newProxyTB(t, name, upstream)
+}
+
+// newProxyTB is newProxy for tests and benchmarks.
+func newProxyTB(t testing.TB, name, upstream string) *toxiproxy.Proxy {
+	t.Helper()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(server, name, "127.0.0.1:0", upstream)
 	if err := p.Start(); err != nil {

@@ -28,6 +28,12 @@ func runGateway(t *testing.T, args ...string) (int, string) {
 
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
+	return writeConfigTB(t, body)
+}
+
+// writeConfigTB is writeConfig for tests and benchmarks.
+func writeConfigTB(t testing.TB, body string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

@@ -167,7 +167,7 @@ type kratosServer struct {
 // startKratos runs a Kratos of its own (database, ports) with the committed
 // configs/kratos and the given hasher (bcrypt or argon2), wired to the
 // gateway's address, and returns a function that stops it.
-func (s *stack) startKratos(name, hasher string) (kratosServer, func(), error) {
+func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServer, func(), error) {
 	dir := filepath.Join(s.dir, name)
 	publicPort, adminPort := freePort(), freePort()
 	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
@@ -180,6 +180,7 @@ func (s *stack) startKratos(name, hasher string) (kratosServer, func(), error) {
 		"HASHERS_ALGORITHM=" + hasher,
 		"LOG_LEVEL=debug",
 	}
+	kratosEnv = append(kratosEnv, extraEnv...)
 	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, "http://"+s.hostAddr, s.apiKey)
 	if err != nil {
 		return k, nil, err

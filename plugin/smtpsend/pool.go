@@ -50,7 +50,14 @@ func WithPool(size int, idle time.Duration) Option {
 type pool struct {
 	size    int
 	maxIdle time.Duration
-	tokens  chan struct{}
+	// checkAfter is how long a connection may sit idle before it is checked
+	// with NOOP on reuse. A NOOP costs a round trip on every mail; a
+	// connection used a moment ago is almost always alive, and if it is not,
+	// the send fails before the server could have the mail and is retried
+	// once on a fresh connection (broken), so skipping the check loses
+	// nothing.
+	checkAfter time.Duration
+	tokens     chan struct{}
 	// wake has room for size signals, one per connection that can go idle,
 	// so put never blocks and never drops the signal a waiter needs: a
 	// waiter that finds nothing after waking just waits again.
@@ -61,12 +68,17 @@ type pool struct {
 	closed bool
 }
 
+// checkAfter is the default idle time after which a reused connection is
+// checked with NOOP first.
+const checkAfter = 2 * time.Second
+
 func newPool(size int, maxIdle time.Duration) *pool {
 	return &pool{
-		size:    size,
-		maxIdle: maxIdle,
-		tokens:  make(chan struct{}, size),
-		wake:    make(chan struct{}, size),
+		size:       size,
+		maxIdle:    maxIdle,
+		checkAfter: min(checkAfter, maxIdle),
+		tokens:     make(chan struct{}, size),
+		wake:       make(chan struct{}, size),
 	}
 }
 
@@ -212,7 +224,9 @@ func (s *Sender) sendReused(ctx context.Context, conn *connection, t *tracer, ms
 	conn.watch(ctx, conn.conn)
 	// The deadline go-mail set for the previous send may have passed.
 	err := conn.smtp.UpdateDeadline(stepTimeout(ctx))
-	if err == nil {
+	idle := time.Since(conn.idleSince)
+	checked := idle >= s.pool.checkAfter
+	if err == nil && checked {
 		err = conn.smtp.Noop()
 	}
 	if err != nil {
@@ -222,7 +236,11 @@ func (s *Sender) sendReused(ctx context.Context, conn *connection, t *tracer, ms
 		t.finish()
 		return "", nil, true
 	}
-	t.current().Detail = "pooled connection, NOOP ok"
+	if checked {
+		t.current().Detail = "pooled connection, NOOP ok"
+	} else {
+		t.current().Detail = fmt.Sprintf("pooled connection, idle %s, used without NOOP", idle.Round(time.Millisecond))
+	}
 	client, stageErr := s.newClient(ctx)
 	if stageErr != nil {
 		return "", stageErr, false
