@@ -19,6 +19,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -50,8 +51,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
 	m := metrics.New(plugin.Restarts)
-	gw := m.Observe(plugin)
-	resets := recovery.New(kratos, gw, time.Now, log)
+	// The timing wrappers let each courier message log where its time went.
+	gw := timing.Gateway{Gateway: m.Observe(plugin)}
+	resets := recovery.New(timing.Identities{Inner: kratos}, gw, time.Now, log)
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})

@@ -17,6 +17,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -130,10 +131,12 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("template_type", msg.TemplateType)
+	ctx, split := timing.Start(r.Context())
+	start := time.Now()
 
 	if isRecovery(msg.TemplateType) && cfg.Enabled {
 		identityID := msg.TemplateData.Identity.ID
-		outcome, err := s.reset.Reset(r.Context(), recovery.Request{
+		outcome, err := s.reset.Reset(ctx, recovery.Request{
 			IdentityID: identityID,
 			Recipient:  msg.Recipient,
 			Trigger:    "self-service",
@@ -150,13 +153,14 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		}
 		s.observe.Message(msg.TemplateType, string(outcome))
 		s.observe.Reset("self-service", string(outcome))
+		logHandled(log, string(outcome), start, split)
 		// Duplicates and cooldowns are answered 2xx too: a retry would change
 		// nothing, and the mail the user already has stays valid.
 		writeJSON(w, http.StatusOK, map[string]string{"status": string(outcome), "delivery": "temporary_password"})
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeouts.SMTP)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.SMTP)
 	defer cancel()
 	resp, err := s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
 	if err != nil {
@@ -168,7 +172,17 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	}
 	s.observe.Message(msg.TemplateType, "as_rendered")
 	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply)
+	logHandled(log, "as_rendered", start, split)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "as_rendered"})
+}
+
+// logHandled writes where a handled message's time went: waiting on Kratos,
+// on the plugin (which includes SMTP), and the host's own work.
+func logHandled(log *slog.Logger, outcome string, start time.Time, split *timing.Split) {
+	total := time.Since(start)
+	kratos, plugin := split.Parts()
+	log.Info("courier message handled", "outcome", outcome, "total_us", total.Microseconds(),
+		"kratos_us", kratos.Microseconds(), "plugin_us", plugin.Microseconds(), "own_us", (total - kratos - plugin).Microseconds())
 }
 
 // policy is the reset policy of one config snapshot.
