@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkRecoveryBurst submits 200 recoveries at once through real Kratos
+// and measures recoveries/s until the last mail is in Mailpit: with the
+// gateway (Kratos's HTTP courier) and with Kratos's own SMTP courier to the
+// same Mailpit, same Kratos config and pull_wait, in one run. For the
+// gateway it also reports, from the host's per-message log, the median time
+// spent in Kratos admin calls, in the plugin (SMTP included) and in the
+// host's own work.
+func BenchmarkRecoveryBurst(b *testing.B) {
+	const n = 200
+	h, stop := runHostWith(b, writeBenchConfig(b))
+	b.Cleanup(stop)
+	native, stopNative, err := env.startKratos("kratos-burst-native", "bcrypt",
+		"COURIER_DELIVERY_STRATEGY=smtp",
+		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+strconv.Itoa(env.smtpPort)+"/?skip_ssl_verify=true",
+		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stopNative)
+
+	for b.Loop() {
+		logStart := len(h.String())
+		gateway := burst(b, kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}, n)
+		kratosSMTP := burst(b, native, n)
+		b.ReportMetric(gateway, "gateway-recoveries/s")
+		b.ReportMetric(kratosSMTP, "kratos-smtp-recoveries/s")
+		b.ReportMetric(gateway/kratosSMTP, "ratio")
+		k, p, own := medianSplit(b, h.String()[logStart:])
+		b.ReportMetric(k, "p50-kratos-ms")
+		b.ReportMetric(p, "p50-plugin-ms")
+		b.ReportMetric(own, "p50-host-own-ms")
+	}
+}
+
+// burst creates n identities, submits their recoveries 8 at a time, and
+// returns recoveries/s from the first submission to the last mail.
+func burst(b *testing.B, k kratosServer, n int) float64 {
+	b.Helper()
+	domain := "burst-" + randomHex(4) + ".example.com"
+	emails := make([]string, n)
+	for i := range emails {
+		emails[i] = fmt.Sprintf("u%d@%s", i, domain)
+	}
+	parallel(b, emails, 8, func(email string) error {
+		body := map[string]any{"schema_id": "default", "traits": map[string]any{"email": email},
+			"credentials": map[string]any{"password": map[string]any{"config": map[string]any{"hashed_password": importedHash}}}}
+		if status := callB(b, "POST", k.admin+"/admin/identities", body, nil); status != 201 {
+			return fmt.Errorf("create %s: HTTP %d", email, status)
+		}
+		return nil
+	})
+	start := time.Now()
+	parallel(b, emails, 8, func(email string) error {
+		var flow struct {
+			ID string `json:"id"`
+		}
+		callB(b, "GET", k.public+"/self-service/recovery/api", nil, &flow)
+		if status := callB(b, "POST", k.public+"/self-service/recovery?flow="+flow.ID, map[string]any{"method": "code", "email": email}, nil); status != 200 {
+			return fmt.Errorf("recovery for %s: HTTP %d", email, status)
+		}
+		return nil
+	})
+	q := env.mailpitAPI + "/api/v1/search?limit=1&query=" + url.QueryEscape("to:"+domain)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var res struct {
+			Total int `json:"messages_count"`
+		}
+		callB(b, "GET", q, nil, &res)
+		if res.Total >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d mails for %s arrived", res.Total, n, domain)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// medianSplit reads the host's "courier message handled" lines and returns
+// the medians, in ms, of the Kratos, plugin and own parts.
+func medianSplit(b *testing.B, log string) (kratos, plugin, own float64) {
+	b.Helper()
+	var ks, ps, os []float64
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"msg":"courier message handled"`) {
+			continue
+		}
+		var l struct {
+			Kratos int64 `json:"kratos_us"`
+			Plugin int64 `json:"plugin_us"`
+			Own    int64 `json:"own_us"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			b.Fatalf("log line %q: %v", line, err)
+		}
+		ks, ps, os = append(ks, float64(l.Kratos)/1000), append(ps, float64(l.Plugin)/1000), append(os, float64(l.Own)/1000)
+	}
+	if len(ks) == 0 {
+		b.Fatal("the host logged no handled messages")
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	return med(ks), med(ps), med(os)
+}
