@@ -140,31 +140,50 @@ func TestPoolConcurrentSendersShareBoundedConnections(t *testing.T) {
 	}
 }
 
+// A connection the server dropped while it sat in the pool never loses a
+// mail. Checked with NOOP (idle long enough), the dead connection is found
+// before any mail command; reused right away without a NOOP, it breaks at
+// MAIL FROM, before the server could have the mail, and the send is retried
+// once on a fresh connection.
 func TestPoolRedialsWhenServerDroppedIdleConnection(t *testing.T) {
 	t.Parallel()
-	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
-	s.pool.checkAfter = 0 // check every reuse, as after a long idle time
-	ctx := testCtx(t, 30*time.Second)
+	tests := []struct {
+		name       string
+		checkAfter time.Duration
+		want       []string
+		failedStep int // the step that shows the dead connection
+	}{
+		{"checked with NOOP", 0, append([]string{StageReuse}, freshStages...), 0},
+		{"reused without NOOP", checkAfter, append([]string{StageReuse, StageMailFrom}, freshStages...), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+			s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+			s.pool.checkAfter = tt.checkAfter
+			ctx := testCtx(t, 30*time.Second)
 
-	sendOK(t, ctx, s, "first")
-	if n := srv.Kick(); n != 1 {
-		t.Fatalf("Kick closed %d connections, want the pooled one", n)
-	}
-	res := sendOK(t, ctx, s, "second")
-	want := append([]string{StageReuse}, freshStages...)
-	if got := stagesOf(res.Trace); !slices.Equal(got, want) {
-		t.Fatalf("stages %v, want %v", got, want)
-	}
-	if res.Trace[0].Err == "" {
-		t.Errorf("reuse step %+v does not show the failed NOOP", res.Trace[0])
-	}
-	st := srv.State()
-	if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
-		t.Errorf("received %v, want first and second once each", got)
-	}
-	if st.Sessions != 2 || st.MailCmds != 2 {
-		t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 2", st.Sessions, st.MailCmds)
+			sendOK(t, ctx, s, "first")
+			if n := srv.Kick(); n != 1 {
+				t.Fatalf("Kick closed %d connections, want the pooled one", n)
+			}
+			res := sendOK(t, ctx, s, "second")
+			if got := stagesOf(res.Trace); !slices.Equal(got, tt.want) {
+				t.Fatalf("stages %v, want %v", got, tt.want)
+			}
+			if res.Trace[tt.failedStep].Err == "" {
+				t.Errorf("step %+v does not show the dead connection", res.Trace[tt.failedStep])
+			}
+			st := srv.State()
+			if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
+				t.Errorf("received %v, want first and second once each", got)
+			}
+			// The MAIL FROM on the dead connection never reached the server.
+			if st.Sessions != 2 || st.MailCmds != 2 {
+				t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 2", st.Sessions, st.MailCmds)
+			}
+		})
 	}
 }
 
@@ -401,26 +420,3 @@ func benchmarkSend(b *testing.B, opts ...Option) {
 func BenchmarkSendFresh(b *testing.B) { benchmarkSend(b) }
 
 func BenchmarkSendPooled(b *testing.B) { benchmarkSend(b, WithPool(1, time.Minute)) }
-
-// A connection the server dropped moments after its last use is reused
-// without a NOOP; the send breaks at MAIL FROM, before the server could have
-// the mail, and is delivered once on a fresh connection.
-func TestPoolRecentlyUsedDeadConnectionIsRetried(t *testing.T) {
-	t.Parallel()
-	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
-	ctx := testCtx(t, 30*time.Second)
-
-	sendOK(t, ctx, s, "first")
-	if n := srv.Kick(); n != 1 {
-		t.Fatalf("Kick closed %d connections, want the pooled one", n)
-	}
-	res := sendOK(t, ctx, s, "second")
-	if got := stagesOf(res.Trace); len(got) < 2 || got[0] != StageReuse || got[1] != StageMailFrom || res.Trace[1].Err == "" {
-		t.Fatalf("stages %v: want the reuse, a failed MAIL FROM, then a fresh delivery", got)
-	}
-	st := srv.State()
-	if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
-		t.Errorf("received %v, want first and second once each", got)
-	}
-}
