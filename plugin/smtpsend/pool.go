@@ -24,7 +24,9 @@ type options struct {
 // mail. A connection unused for longer than idle is closed when the pool is
 // next touched rather than by a timer, so an idle Sender may hold
 // connections past idle until its next send or Close; servers drop idle
-// clients anyway, and the NOOP before each reuse notices that.
+// clients anyway, and the NOOP before reusing a connection idle for checkAfter notices that
+// (a more recently used one that died fails before the server has the mail
+// and is retried on a fresh connection).
 //
 // At most size sends run at once; further ones wait for a connection or for
 // their ctx to end. Call Sender.Close to close the idle connections.
@@ -212,7 +214,8 @@ func (s *Sender) sendPooled(ctx context.Context, msg *mail.Msg) (Result, error) 
 	return s.settle(ctx, conn, reply, stageErr)
 }
 
-// sendReused checks the idle conn with NOOP and delivers msg on it. retry
+// sendReused checks the idle conn with NOOP (if idle for checkAfter) and
+// delivers msg on it. retry
 // reports that conn is broken and msg certainly not delivered, so that the
 // caller must send it again on a fresh connection: the connection failed the
 // NOOP (which is no failed delivery, servers drop idle clients all the
