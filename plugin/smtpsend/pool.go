@@ -24,9 +24,9 @@ type options struct {
 // mail. A connection unused for longer than idle is closed when the pool is
 // next touched rather than by a timer, so an idle Sender may hold
 // connections past idle until its next send or Close; servers drop idle
-// clients anyway, and the NOOP before reusing a connection idle for checkAfter notices that
-// (a more recently used one that died fails before the server has the mail
-// and is retried on a fresh connection).
+// clients anyway, and the NOOP before reusing a connection idle for
+// checkAfter notices that (a more recently used one that died fails before
+// the server has the mail and is retried on a fresh connection).
 //
 // At most size sends run at once; further ones wait for a connection or for
 // their ctx to end. Call Sender.Close to close the idle connections.
