@@ -44,6 +44,10 @@ type StageError struct {
 
 	// sentinel overrides the sdk sentinel implied by Temporary.
 	sentinel error
+	// unsent marks a failure before the body's final dot was written, on
+	// the pipelined path (go-mail's path tells by mail.SendError.Reason):
+	// the server cannot have the mail.
+	unsent bool
 }
 
 func (e *StageError) Error() string { return "smtp " + e.Stage + ": " + e.Err.Error() }

@@ -215,7 +215,8 @@ func (s *Sender) sendPooled(ctx context.Context, msg *mail.Msg) (Result, error) 
 }
 
 // sendReused checks the idle conn with NOOP (if idle for checkAfter) and
-// delivers msg on it. retry
+// delivers msg on it; with PIPELINING an RSET in the envelope's group is the
+// check instead. retry
 // reports that conn is broken and msg certainly not delivered, so that the
 // caller must send it again on a fresh connection: the connection failed the
 // NOOP (which is no failed delivery, servers drop idle clients all the
@@ -225,6 +226,14 @@ func (s *Sender) sendReused(ctx context.Context, conn *connection, t *tracer, ms
 	conn.smtp.SetLogger(t)
 	t.begin(StageReuse, "pooled connection")
 	conn.watch(ctx, conn.conn)
+	if s.pipelines(conn) {
+		reply, stageErr = s.transactPipelined(ctx, conn, msg, true)
+		if stageErr != nil && broken(ctx, stageErr) {
+			t.fail(stageErr)
+			return "", nil, true
+		}
+		return reply, stageErr, false
+	}
 	// The deadline go-mail set for the previous send may have passed.
 	err := conn.smtp.UpdateDeadline(stepTimeout(ctx))
 	idle := time.Since(conn.idleSince)
@@ -272,6 +281,9 @@ func broken(ctx context.Context, stageErr *StageError) bool {
 	if context.Cause(ctx) != nil {
 		return false // no time left, and the watcher closed the socket
 	}
+	if stageErr.unsent {
+		return true
+	}
 	sendErr, ok := errors.AsType[*mail.SendError](stageErr.Err)
 	if !ok || replyCode(sendErr) != 0 {
 		return false
@@ -287,6 +299,22 @@ func broken(ctx context.Context, stageErr *StageError) bool {
 // RSET if the session is still sound, otherwise it is closed.
 func (s *Sender) settle(ctx context.Context, conn *connection, reply string, stageErr *StageError) (Result, error) {
 	t := conn.trace
+	if s.pipelines(conn) {
+		// The next transaction on conn starts with an RSET in its
+		// pipelined group, which costs no round trip there.
+		if stageErr != nil {
+			t.fail(stageErr)
+			var unfit error
+			if replyCode(stageErr.Err) == 0 || context.Cause(ctx) != nil {
+				unfit = stageErr // the connection broke, or the watcher closed it
+			}
+			s.recycle(conn, unfit)
+			return Result{}, stageErr
+		}
+		t.finish()
+		s.recycle(conn, nil)
+		return Result{Reply: reply, Trace: t.steps}, nil
+	}
 	if stageErr != nil {
 		t.fail(stageErr)
 		// A reply code means the server answered and the session is
@@ -316,7 +344,7 @@ func (s *Sender) settle(ctx context.Context, conn *connection, reply string, sta
 // longer fit or its ctx ended (the watcher has closed the socket then).
 func (s *Sender) recycle(conn *connection, err error) {
 	conn.trace = nil
-	if !conn.stop() || err != nil {
+	if !conn.stop() || err != nil || conn.spoiled {
 		s.pool.drop(conn)
 		return
 	}

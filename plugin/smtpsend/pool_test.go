@@ -18,14 +18,51 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
-func newPooledSender(t testing.TB, cfg Config, size int, idle time.Duration) *Sender {
+func newPooledSender(t testing.TB, cfg Config, size int, idle time.Duration, m wireMode) *Sender {
 	t.Helper()
 	s, err := New(cfg, WithPool(size, idle))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	s.noPipelining = !m.pipelining
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// wireMode is how a pooled Sender talks to a server: the test servers offer
+// PIPELINING, so the one-command-at-a-time path that servers without it
+// (Mailpit) get is reached by switching pipelining off in the Sender.
+type wireMode struct {
+	name       string
+	pipelining bool
+	fresh      []string // the stages of a mail on a fresh connection
+	reused     []string // on a reused one
+}
+
+var wireModes = []wireMode{
+	{
+		name:   "one command at a time",
+		fresh:  []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData, StageResetClose},
+		reused: []string{StageReuse, StageMailFrom, StageRcptTo, StageData, StageResetClose},
+	},
+	{
+		// No RSET after the mail: the next one pipelines it with its
+		// envelope.
+		name:       "pipelined",
+		pipelining: true,
+		fresh:      []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData},
+		reused:     []string{StageReuse, StageMailFrom, StageRcptTo, StageData},
+	},
+}
+
+// forEachWireMode runs test as a parallel subtest per wireMode.
+func forEachWireMode(t *testing.T, test func(t *testing.T, m wireMode)) {
+	for _, m := range wireModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, m)
+		})
+	}
 }
 
 func stagesOf(trace []Step) []string {
@@ -35,11 +72,6 @@ func stagesOf(trace []Step) []string {
 	}
 	return stages
 }
-
-var (
-	freshStages  = []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData, StageResetClose}
-	reusedStages = []string{StageReuse, StageMailFrom, StageRcptTo, StageData, StageResetClose}
-)
 
 // subjects counts the received mails by subject, to catch lost and
 // duplicated ones.
@@ -73,41 +105,55 @@ func TestWithPoolRejectsBadArguments(t *testing.T) {
 
 func TestPoolReusesOneAuthenticatedConnection(t *testing.T) {
 	t.Parallel()
-	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
-	ctx := testCtx(t, 30*time.Second)
+	forEachWireMode(t, func(t *testing.T, m wireMode) {
+		srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+		s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
+		ctx := testCtx(t, 30*time.Second)
 
-	for i := range 20 {
-		res := sendOK(t, ctx, s, fmt.Sprint("mail ", i))
-		want := reusedStages
-		if i == 0 {
-			want = freshStages
+		for i := range 20 {
+			res := sendOK(t, ctx, s, fmt.Sprint("mail ", i))
+			want := m.reused
+			if i == 0 {
+				want = m.fresh
+			}
+			if got := stagesOf(res.Trace); !slices.Equal(got, want) {
+				t.Fatalf("send %d: stages %v, want %v", i, got, want)
+			}
+			// Back-to-back sends reuse the connection without a NOOP; a
+			// pipelining server gets the RSET with the envelope instead.
+			wantReuse, wantLast := "used without NOOP", "RSET: 250"
+			if m.pipelining {
+				wantReuse, wantLast = "RSET pipelined with the envelope", "250 "
+			}
+			if i > 0 && !strings.Contains(res.Trace[0].Detail, wantReuse) {
+				t.Errorf("send %d: reuse detail %q, want %q", i, res.Trace[0].Detail, wantReuse)
+			}
+			last := res.Trace[len(res.Trace)-1]
+			if !strings.HasPrefix(last.Detail, wantLast) || last.Err != "" || last.Detail != res.Reply && m.pipelining {
+				t.Errorf("send %d: last step %+v, want it to succeed with %q", i, last, wantLast)
+			}
+			if strings.Contains(fmt.Sprint(res.Trace), testPassword) {
+				t.Fatalf("send %d: trace holds the password", i)
+			}
 		}
-		if got := stagesOf(res.Trace); !slices.Equal(got, want) {
-			t.Fatalf("send %d: stages %v, want %v", i, got, want)
+		st := srv.State()
+		if st.Sessions != 1 || st.Attempts != 1 || len(st.Mails) != 20 {
+			t.Errorf("server saw %d sessions, %d AUTH attempts, %d mails; want 1, 1, 20", st.Sessions, st.Attempts, len(st.Mails))
 		}
-		// Back-to-back sends reuse the connection without a NOOP.
-		if i > 0 && !strings.Contains(res.Trace[0].Detail, "used without NOOP") {
-			t.Errorf("send %d: reuse detail %q", i, res.Trace[0].Detail)
+		if got := subjects(t, st.Mails); len(got) != 20 {
+			t.Errorf("server got %d distinct mails, want 20", len(got))
 		}
-		last := res.Trace[len(res.Trace)-1]
-		if !strings.HasPrefix(last.Detail, "RSET: 250") || last.Err != "" {
-			t.Errorf("send %d: last step %+v, want a successful RSET", i, last)
-		}
-		if strings.Contains(fmt.Sprint(res.Trace), testPassword) {
-			t.Fatalf("send %d: trace holds the password", i)
-		}
-	}
-	st := srv.State()
-	if st.Sessions != 1 || st.Attempts != 1 || len(st.Mails) != 20 {
-		t.Errorf("server saw %d sessions, %d AUTH attempts, %d mails; want 1, 1, 20", st.Sessions, st.Attempts, len(st.Mails))
-	}
+	})
 }
 
 func TestPoolConcurrentSendersShareBoundedConnections(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolConcurrentSenders)
+}
+
+func testPoolConcurrentSenders(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 3, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 3, time.Minute, m)
 	ctx := testCtx(t, 60*time.Second)
 
 	const senders, each = 10, 5
@@ -144,23 +190,28 @@ func TestPoolConcurrentSendersShareBoundedConnections(t *testing.T) {
 // mail. Checked with NOOP (idle long enough), the dead connection is found
 // before any mail command; reused right away without a NOOP, it breaks at
 // MAIL FROM, before the server could have the mail, and the send is retried
-// once on a fresh connection.
+// once on a fresh connection. Pipelined, the RSET ahead of the envelope
+// finds it, however long it was idle.
 func TestPoolRedialsWhenServerDroppedIdleConnection(t *testing.T) {
 	t.Parallel()
+	serial, pipelined := wireModes[0], wireModes[1]
 	tests := []struct {
 		name       string
+		mode       wireMode
 		checkAfter time.Duration
 		want       []string
 		failedStep int // the step that shows the dead connection
 	}{
-		{"checked with NOOP", 0, append([]string{StageReuse}, freshStages...), 0},
-		{"reused without NOOP", checkAfter, append([]string{StageReuse, StageMailFrom}, freshStages...), 1},
+		{"checked with NOOP", serial, 0, append([]string{StageReuse}, serial.fresh...), 0},
+		{"reused without NOOP", serial, checkAfter, append([]string{StageReuse, StageMailFrom}, serial.fresh...), 1},
+		{"pipelined RSET", pipelined, checkAfter, append([]string{StageReuse}, pipelined.fresh...), 0},
+		{"pipelined RSET after idle", pipelined, 0, append([]string{StageReuse}, pipelined.fresh...), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-			s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+			s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, tt.mode)
 			s.pool.checkAfter = tt.checkAfter
 			ctx := testCtx(t, 30*time.Second)
 
@@ -189,17 +240,21 @@ func TestPoolRedialsWhenServerDroppedIdleConnection(t *testing.T) {
 
 func TestPoolRetriesOnceWhenPooledConnectionBreaksMidTransaction(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolRetriesOnce)
+}
+
+func testPoolRetriesOnce(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{
 		Mode: smtptest.ImplicitTLS,
 		// The second MAIL FROM is the first on the reused connection.
 		Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 2 },
 	})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
 	ctx := testCtx(t, 30*time.Second)
 
 	sendOK(t, ctx, s, "first")
 	res := sendOK(t, ctx, s, "second")
-	want := append([]string{StageReuse, StageMailFrom}, freshStages...)
+	want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
 	if got := stagesOf(res.Trace); !slices.Equal(got, want) {
 		t.Fatalf("stages %v, want %v", got, want)
 	}
@@ -217,11 +272,15 @@ func TestPoolRetriesOnceWhenPooledConnectionBreaksMidTransaction(t *testing.T) {
 
 func TestPoolNeverRetriesOnFreshConnection(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolNeverRetriesOnFresh)
+}
+
+func testPoolNeverRetriesOnFresh(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{
 		Mode: smtptest.ImplicitTLS,
 		Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 1 },
 	})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
 	ctx := testCtx(t, 30*time.Second)
 
 	_, err := s.Send(ctx, Mail{To: "user@example.org", Subject: "s", Text: "t"})
@@ -235,13 +294,17 @@ func TestPoolNeverRetriesOnFreshConnection(t *testing.T) {
 
 func TestPoolDoesNotRetryAfterBodyWasWritten(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolDoesNotRetryAfterBody)
+}
+
+func testPoolDoesNotRetryAfterBody(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{
 		Mode: smtptest.ImplicitTLS,
 		// The second body arrives on the reused connection; the server
 		// drops it instead of answering.
 		Drop: func(cmd string, n int) bool { return cmd == "DATA" && n == 2 },
 	})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
 	ctx := testCtx(t, 30*time.Second)
 
 	sendOK(t, ctx, s, "first")
@@ -260,18 +323,22 @@ func TestPoolDoesNotRetryAfterBodyWasWritten(t *testing.T) {
 
 	// The broken connection was not pooled again.
 	res := sendOK(t, ctx, s, "third")
-	if got := stagesOf(res.Trace); !slices.Equal(got, freshStages) {
+	if got := stagesOf(res.Trace); !slices.Equal(got, m.fresh) {
 		t.Errorf("next send: stages %v, want a fresh connection", got)
 	}
 }
 
 func TestPoolKeepsConnectionAfterRejectedRecipient(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolKeepsConnectionAfterRejectedRecipient)
+}
+
+func testPoolKeepsConnectionAfterRejectedRecipient(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{
 		Mode:    smtptest.ImplicitTLS,
 		RcptErr: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
 	})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
 	ctx := testCtx(t, 30*time.Second)
 
 	for i := range 3 {
@@ -294,14 +361,18 @@ func TestPoolKeepsConnectionAfterRejectedRecipient(t *testing.T) {
 
 func TestPoolClosesIdleConnections(t *testing.T) {
 	t.Parallel()
+	forEachWireMode(t, testPoolClosesIdleConnections)
+}
+
+func testPoolClosesIdleConnections(t *testing.T, m wireMode) {
 	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Millisecond)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Millisecond, m)
 	ctx := testCtx(t, 30*time.Second)
 
 	sendOK(t, ctx, s, "first")
 	time.Sleep(20 * time.Millisecond) // let the pooled connection outlive its idle time
 	res := sendOK(t, ctx, s, "second")
-	if got := stagesOf(res.Trace); !slices.Equal(got, freshStages) {
+	if got := stagesOf(res.Trace); !slices.Equal(got, m.fresh) {
 		t.Errorf("stages %v, want a fresh connection", got)
 	}
 	if st := srv.State(); st.Sessions != 2 || len(st.Mails) != 2 {
@@ -312,7 +383,7 @@ func TestPoolClosesIdleConnections(t *testing.T) {
 func TestSenderCloseTwiceThenSendStillWorks(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute)
+	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, wireModes[1])
 	ctx := testCtx(t, 30*time.Second)
 
 	sendOK(t, ctx, s, "first")

@@ -40,6 +40,9 @@ type Sender struct {
 	username string
 	from     stdmail.Address
 	tlsConf  *tls.Config // nil for SecurityNone
+	// noPipelining keeps to one command at a time even with servers that
+	// offer PIPELINING; tests set it to reach that path against go-smtp.
+	noPipelining bool
 	// opts configure every go-mail client; the password lives only in the
 	// closure of mail.WithPassword so that printing a Sender cannot leak it.
 	opts []mail.Option
@@ -204,8 +207,12 @@ func (s *Sender) deliver(ctx context.Context, conn *connection, msg *mail.Msg) (
 	return reply, nil
 }
 
-// transact runs MAIL FROM, RCPT TO and DATA for msg on the open conn.
+// transact runs MAIL FROM, RCPT TO and DATA for msg on the freshly opened
+// conn, pipelined when the server allows it.
 func (s *Sender) transact(ctx context.Context, client *mail.Client, conn *connection, msg *mail.Msg) (string, *StageError) {
+	if s.pipelines(conn) {
+		return s.transactPipelined(ctx, conn, msg, false)
+	}
 	// The time go-mail spends between the handshake and MAIL FROM belongs
 	// to no stage.
 	conn.trace.finish()
@@ -367,6 +374,9 @@ type connection struct {
 	smtp  *smtp.Client
 	// idleSince is when the connection went back to the pool.
 	idleSince time.Time
+	// spoiled marks a session out of step with the server (it waits for a
+	// body that will not come): the connection is closed, never reused.
+	spoiled bool
 }
 
 // watch takes ownership of conn and closes it when ctx ends: closing the

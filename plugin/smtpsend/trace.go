@@ -39,7 +39,9 @@ type Result struct {
 	// Trace lists the stages in the order they happened. Its last step is
 	// the QUIT, or with WithPool the RSET before the connection goes back to
 	// the pool; a failed QUIT or RSET carries an Err but does not fail the
-	// delivery, because the server already owns the mail.
+	// delivery, because the server already owns the mail. A pooled
+	// connection to a server with PIPELINING ends with the DATA step: its
+	// RSET goes out with the next mail's envelope.
 	Trace []Step
 }
 
