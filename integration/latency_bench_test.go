@@ -7,18 +7,56 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
 )
 
 // BenchmarkDeliveryLatency injects 50 ms of round-trip time between the
-// mail senders and Mailpit (toxiproxy, 25 ms each way) and measures, per
-// recovery, the time from the submitted recovery flow to the mail in
-// Mailpit: through the gateway (Kratos's HTTP courier → host → plugin →
+// mail senders and the SMTP server (toxiproxy, 25 ms each way) and measures,
+// per recovery, the time from the submitted recovery flow to the mail in the
+// server: through the gateway (Kratos's HTTP courier → host → plugin →
 // SMTP), and through Kratos v1.3.1's own SMTP courier to the same server
 // through the same proxy. Medians over 30 recoveries each, same run, same
 // Kratos config and pull_wait.
+//
+// It runs against two servers: Mailpit, which does not offer PIPELINING, so
+// the gateway sends MAIL FROM, RCPT TO and DATA one round trip each; and a
+// go-smtp server with implicit TLS and AUTH PLAIN that offers PIPELINING,
+// as the SMTP gateways of mail providers do, so the gateway sends the
+// envelope in one round trip.
 func BenchmarkDeliveryLatency(b *testing.B) {
+	b.Run("mailpit", func(b *testing.B) {
+		benchmarkLatency(b, smtpTarget{name: "mailpit", port: env.smtpPort, caFile: env.caFile,
+			delivered: func(b *testing.B, email string) bool {
+				var res struct {
+					Total int `json:"messages_count"`
+				}
+				callB(b, "GET", env.mailpitAPI+"/api/v1/search?query="+url.QueryEscape(fmt.Sprintf("to:%q", email)), nil, &res)
+				return res.Total > 0
+			}})
+	})
+	b.Run("pipelining", func(b *testing.B) {
+		srv := smtptest.Start(b, smtptest.Options{Mode: smtptest.ImplicitTLS, User: env.smtpUser, Password: env.smtpPass})
+		benchmarkLatency(b, smtpTarget{name: "pipelining", port: srv.Port, caFile: srv.PKI.CAFile,
+			delivered: func(_ *testing.B, email string) bool {
+				return slices.ContainsFunc(srv.State().Mails, func(m smtptest.Received) bool {
+					return slices.Contains(m.To, email)
+				})
+			}})
+	})
+}
+
+// smtpTarget is an SMTP server with implicit TLS that accepts env.smtpUser.
+type smtpTarget struct {
+	name      string
+	port      int
+	caFile    string
+	delivered func(b *testing.B, email string) bool
+}
+
+func benchmarkLatency(b *testing.B, target smtpTarget) {
 	const samples = 30
-	proxy := newProxyTB(b, "smtp-rtt", fmt.Sprintf("127.0.0.1:%d", env.smtpPort))
+	proxy := newProxyTB(b, "smtp-rtt-"+target.name, fmt.Sprintf("127.0.0.1:%d", target.port))
 	for _, dir := range []string{"upstream", "downstream"} {
 		if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(`{"name":"rtt-` + dir + `","type":"latency","stream":"` + dir + `","attributes":{"latency":25}}`)); err != nil {
 			b.Fatal(err)
@@ -27,12 +65,14 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	port := proxy.Listen[strings.LastIndex(proxy.Listen, ":")+1:]
 
 	// The gateway path: the shared Kratos, a host whose plugin sends through the proxy.
-	_, stop := runHostWith(b, writeConfigTB(b, strings.Replace(gatewayConfig(hostOptions{enabled: true}),
-		fmt.Sprintf("port: %d", env.smtpPort), "port: "+port, 1)))
+	cfg := gatewayConfig(hostOptions{enabled: true})
+	cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), "port: "+port, 1)
+	cfg = strings.Replace(cfg, "ca_file: "+env.caFile, "ca_file: "+target.caFile, 1)
+	_, stop := runHostWith(b, writeConfigTB(b, cfg))
 	b.Cleanup(stop)
 
 	// The native path: a Kratos of its own with the SMTP courier.
-	native, stopNative, err := env.startKratos("kratos-native-smtp", "bcrypt",
+	native, stopNative, err := env.startKratos("kratos-native-smtp-"+target.name, "bcrypt",
 		"COURIER_DELIVERY_STRATEGY=smtp",
 		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+port+"/?skip_ssl_verify=true",
 		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")
@@ -42,8 +82,8 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	b.Cleanup(stopNative)
 
 	for b.Loop() {
-		gateway := measure(b, kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}, samples)
-		kratosSMTP := measure(b, native, samples)
+		gateway := measure(b, kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}, target, samples)
+		kratosSMTP := measure(b, native, target, samples)
 		b.ReportMetric(float64(gateway.Milliseconds()), "gateway-p50-ms")
 		b.ReportMetric(float64(kratosSMTP.Milliseconds()), "kratos-smtp-p50-ms")
 		b.ReportMetric(float64(gateway)/float64(kratosSMTP), "ratio")
@@ -51,8 +91,8 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 }
 
 // measure runs n recoveries against Kratos k one after another and returns
-// the median time from submission to the mail in Mailpit.
-func measure(b *testing.B, k kratosServer, n int) time.Duration {
+// the median time from submission to the mail in target.
+func measure(b *testing.B, k kratosServer, target smtpTarget, n int) time.Duration {
 	b.Helper()
 	var took []time.Duration
 	for i := range n {
@@ -70,20 +110,12 @@ func measure(b *testing.B, k kratosServer, n int) time.Duration {
 		if status := callB(b, "POST", k.public+"/self-service/recovery?flow="+flow.ID, map[string]any{"method": "code", "email": email}, nil); status != 200 {
 			b.Fatalf("submit recovery: HTTP %d", status)
 		}
-		q := env.mailpitAPI + "/api/v1/search?query=" + url.QueryEscape(fmt.Sprintf("to:%q", email))
 		deadline := start.Add(30 * time.Second)
-		for {
-			var res struct {
-				Total int `json:"messages_count"`
-			}
-			callB(b, "GET", q, nil, &res)
-			if res.Total > 0 {
-				break
-			}
+		for !target.delivered(b, email) {
 			if time.Now().After(deadline) {
 				b.Fatalf("no mail for %s", email)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond)
 		}
 		took = append(took, time.Since(start))
 	}

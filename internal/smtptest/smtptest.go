@@ -107,6 +107,9 @@ type Options struct {
 	RcptErr    *smtp.SMTPError // reply to every RCPT TO
 	DropInData bool            // close the connection instead of answering DATA
 	PKI        *PKI            // nil: a fresh one
+	// User and Password are the credentials AUTH accepts; empty: the
+	// package's User and Password.
+	User, Password string
 	// Drop, if set, is asked at every MAIL FROM (cmd "MAIL") and after
 	// every DATA body (cmd "DATA") with how many of that command the server
 	// has seen so far, counting from 1 across all sessions. True closes the
@@ -148,6 +151,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if pki == nil {
 		p := NewPKI(t)
 		pki = &p
+	}
+	if opts.User == "" {
+		opts.User = User
+	}
+	if opts.Password == "" {
+		opts.Password = Password
 	}
 	srv := &Server{PKI: *pki, opts: opts, open: map[*testSession]struct{}{}}
 
@@ -264,7 +273,7 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 		s.srv.mu.Lock()
 		defer s.srv.mu.Unlock()
 		s.srv.attempts++
-		if username != User || password != Password {
+		if username != s.srv.opts.User || password != s.srv.opts.Password {
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
 		}
 		s.srv.authed = append(s.srv.authed, username)
