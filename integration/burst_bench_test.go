@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,22 +21,38 @@ import (
 // gateway it also reports, from the host's per-message log, the median time
 // spent in Kratos admin calls, in the plugin (SMTP included) and in the
 // host's own work.
+//
+// Both paths get a Kratos of their own at the log level configs/kratos
+// ships (info; the test stack's shared Kratos logs at debug). With
+// BENCH_PROFILE_DIR set, both run with Kratos's PROFILING=cpu and their CPU
+// profiles are copied there as kratos-gateway.pprof and
+// kratos-native.pprof.
 func BenchmarkRecoveryBurst(b *testing.B) {
 	const n = 200
-	h, stop := runHostWith(b, writeBenchConfig(b))
-	b.Cleanup(stop)
-	native, stopNative, err := env.startKratos("kratos-burst-native", "bcrypt",
-		"COURIER_DELIVERY_STRATEGY=smtp",
-		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+strconv.Itoa(env.smtpPort)+"/?skip_ssl_verify=true",
-		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")
+	profileDir := os.Getenv("BENCH_PROFILE_DIR")
+	kratosEnv := []string{"LOG_LEVEL=info"}
+	if profileDir != "" {
+		kratosEnv = append(kratosEnv, "PROFILING=cpu")
+	}
+	gatewayKratos, stopGatewayKratos, err := env.startKratos("kratos-burst-gateway", "bcrypt", kratosEnv...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(stopNative)
+	b.Cleanup(func() { stopGatewayKratos(); saveKratosProfile(b, "kratos-burst-gateway", profileDir, "kratos-gateway.pprof") })
+	native, stopNative, err := env.startKratos("kratos-burst-native", "bcrypt", append(kratosEnv,
+		"COURIER_DELIVERY_STRATEGY=smtp",
+		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+strconv.Itoa(env.smtpPort)+"/?skip_ssl_verify=true",
+		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stopNative(); saveKratosProfile(b, "kratos-burst-native", profileDir, "kratos-native.pprof") })
+	h, stop := runHostWith(b, writeConfigTB(b, gatewayConfig(hostOptions{enabled: true, kratos: &gatewayKratos})))
+	b.Cleanup(stop)
 
 	for b.Loop() {
 		logStart := len(h.String())
-		gateway := burst(b, kratosServer{public: env.kratosPublic, admin: env.kratosAdmin}, n)
+		gateway := burst(b, gatewayKratos, n)
 		kratosSMTP := burst(b, native, n)
 		b.ReportMetric(gateway, "gateway-recoveries/s")
 		b.ReportMetric(kratosSMTP, "kratos-smtp-recoveries/s")
@@ -42,6 +61,31 @@ func BenchmarkRecoveryBurst(b *testing.B) {
 		b.ReportMetric(k, "p50-kratos-ms")
 		b.ReportMetric(p, "p50-plugin-ms")
 		b.ReportMetric(own, "p50-host-own-ms")
+	}
+}
+
+// saveKratosProfile copies the CPU profile a Kratos started with
+// PROFILING=cpu wrote when it stopped; its log names the file.
+func saveKratosProfile(b *testing.B, name, dir, file string) {
+	if dir == "" {
+		return
+	}
+	log, err := os.ReadFile(filepath.Join(env.logDir, name+".log"))
+	if err != nil {
+		b.Errorf("read %s log: %v", name, err)
+		return
+	}
+	m := regexp.MustCompile(`cpu profiling disabled, (\S+\.pprof)`).FindSubmatch(log)
+	if m == nil {
+		b.Errorf("%s wrote no CPU profile", name)
+		return
+	}
+	prof, err := os.ReadFile(string(m[1]))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, file), prof, 0o644)
+	}
+	if err != nil {
+		b.Errorf("save %s profile: %v", name, err)
 	}
 }
 

@@ -85,7 +85,9 @@ func reset(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("plugin refused its sections: %w", err)
 		}
 		// The audit log goes to stderr; progress and summary to stdout.
-		resets = recovery.New(kratos, proc, time.Now, newLogger(cfg, env.Stderr))
+		svc := recovery.New(kratos, proc, time.Now, newLogger(cfg, env.Stderr))
+		defer svc.Wait()
+		resets = svc
 	}
 	mode := "resetting"
 	if *dryRun {

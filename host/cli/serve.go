@@ -168,5 +168,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 	}
+	// Each mark is bounded by timeouts.kratos.
+	resets.Wait()
 	return nil
 }

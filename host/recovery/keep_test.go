@@ -30,7 +30,7 @@ func alice(key string) Request {
 func TestKeepCurrentDoesNotTouchThePassword(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
-	if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+	if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "patch"}, f.calls); diff != "" {
@@ -84,7 +84,7 @@ func TestCheckPassword(t *testing.T) {
 			t.Parallel()
 			f := newFixture(nil)
 			issuing(f, "Tmp-1")
-			if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+			if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 				t.Fatal(err)
 			}
 			f.svc.now = func() time.Time { return now.Add(tt.after) }
@@ -121,7 +121,7 @@ func TestSecondRecoveryReplacesThePendingPassword(t *testing.T) {
 		pol := keepPolicy
 		pol.Cooldown = 0
 		for _, key := range []string{"k1", "k2"} {
-			if _, err := f.svc.Reset(context.Background(), alice(key), pol); err != nil {
+			if _, err := f.reset(context.Background(), alice(key), pol); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -163,7 +163,7 @@ func TestKeepCurrentFallsBackToReplacement(t *testing.T) {
 			t.Parallel()
 			f := newFixture(nil)
 			tt.edit(f.ids.byID["id-1"])
-			if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+			if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 				t.Fatal(err)
 			}
 			u := f.ids.updates[0]
@@ -197,7 +197,7 @@ func TestKeyRotation(t *testing.T) {
 				t.Parallel()
 				f := newFixture(nil)
 				issuing(f, "Tmp-1")
-				if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+				if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 					t.Fatal(err)
 				}
 				rotated := keepPolicy
@@ -223,7 +223,7 @@ func TestTamperedSealedHash(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
 	issuing(f, "Tmp-1", "Tmp-2")
-	if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+	if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 		t.Fatal(err)
 	}
 	admin := f.ids.byID["id-1"].MetadataAdmin
@@ -258,7 +258,7 @@ func TestCheckPasswordErrorPathsNeverMatch(t *testing.T) {
 			f := newFixture(nil)
 			issuing(f, "Tmp-1")
 			if tt.name != "no pending reset" {
-				if _, err := f.svc.Reset(context.Background(), alice("k1"), keepPolicy); err != nil {
+				if _, err := f.reset(context.Background(), alice("k1"), keepPolicy); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -293,7 +293,7 @@ func TestKeepCurrentWithoutKeysIsAnError(t *testing.T) {
 	f := newFixture(nil)
 	pol := keepPolicy
 	pol.Keys = nil
-	_, err := f.svc.Reset(context.Background(), alice("k1"), pol)
+	_, err := f.reset(context.Background(), alice("k1"), pol)
 	if err == nil || !strings.Contains(err.Error(), "secrets.cipher") {
 		t.Fatalf("Reset = %v, want an error naming secrets.cipher", err)
 	}

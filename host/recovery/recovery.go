@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
@@ -109,6 +110,8 @@ type Service struct {
 	now   func() time.Time
 	log   *slog.Logger
 	locks keyedLocks
+	// marks tracks the mailed_at marks still being written, see Reset.
+	marks sync.WaitGroup
 }
 
 // New returns a Service; now is injectable so tests control expiry times.
@@ -122,6 +125,12 @@ func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *S
 // again: a retry issues a new password and a new mail, and only the last
 // password set works.
 //
+// The mark that the mail went out (mailed_at, for the cooldown and retry
+// detection) is written after Reset returned, so that Kratos's courier,
+// which sends one message at a time, does not wait for a third Kratos
+// write. The mark keeps the identity's lock until it is written: the next
+// reset of the identity still sees it. Wait waits for the marks.
+//
 // With pol.KeepCurrent the current password is not touched: its hash is
 // sealed into metadata_admin next to a keyed hash of the temporary password,
 // and Kratos asks CheckPassword at the next login. Otherwise the temporary
@@ -132,36 +141,53 @@ func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *S
 // concurrent recoveries cannot mail a password the other one replaced.
 func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, error) {
 	unlock := s.locks.lock(req.IdentityID)
-	defer unlock()
 	log := s.log.With("identity_id", req.IdentityID, "trigger", req.Trigger)
-	outcome, keep, err := s.reset(ctx, req, pol, log)
+	outcome, keep, mark, err := s.reset(ctx, req, pol, log)
 	// One audit event per reset, whatever happened; never a secret in it.
 	attrs := []any{"audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger}
 	if err != nil {
+		unlock()
 		log.Error("reset failed", append(attrs, "outcome", OutcomeFailed, "error", err.Error())...)
 		return "", err
 	}
 	log.Info("reset", append(attrs, "outcome", outcome, "keeps_current_password", keep)...)
+	if mark == nil {
+		unlock()
+		return outcome, nil
+	}
+	// The caller's ctx ends with its request; the mark has its own
+	// deadline (pol.KratosTimeout).
+	markCtx := context.WithoutCancel(ctx)
+	s.marks.Go(func() {
+		defer unlock()
+		mark(markCtx)
+	})
 	return outcome, nil
 }
 
-func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (Outcome, bool, error) {
+// Wait returns once the marks of every mail Reset reported sent are written
+// (or failed, which is logged). Call it before the process exits.
+func (s *Service) Wait() { s.marks.Wait() }
+
+// reset does the work of Reset. When the mail went out, mark writes
+// mailed_at; Reset runs it.
+func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (_ Outcome, keep bool, mark func(context.Context), _ error) {
 	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, req.IdentityID)
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("look up identity: %w", err)
+		return "", false, nil, fmt.Errorf("look up identity: %w", err)
 	}
 	recipient := req.Recipient
 	if recipient == "" {
 		// An admin reset: the mail goes to the identity's first recovery address.
 		if len(id.RecoveryAddresses) == 0 {
-			return "", false, fmt.Errorf("identity %s: %w", id.ID, ErrNoRecoveryAddress)
+			return "", false, nil, fmt.Errorf("identity %s: %w", id.ID, ErrNoRecoveryAddress)
 		}
 		recipient = id.RecoveryAddresses[0]
 	}
 	if !isRecoveryAddress(id, recipient) {
-		return "", false, fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
+		return "", false, nil, fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
 	}
 
 	now := s.now().UTC()
@@ -171,26 +197,26 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 	switch {
 	case mailed && sameMessage:
 		log.Info("message already handled; nothing changed")
-		return OutcomeDuplicate, false, nil
+		return OutcomeDuplicate, false, nil, nil
 	case mailed && pol.Cooldown > 0 && now.Sub(mailedAt) < pol.Cooldown:
 		log.Warn("recovery inside password.cooldown; the last mail stays valid",
 			"last_mailed_at", mailedAt.Format(time.RFC3339), "cooldown", pol.Cooldown.String())
-		return OutcomeCooldown, false, nil
+		return OutcomeCooldown, false, nil, nil
 	}
 
 	issued, err := s.mail.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: id.ID})
 	if err != nil {
-		return "", false, fmt.Errorf("issue password: %w", err)
+		return "", false, nil, fmt.Errorf("issue password: %w", err)
 	}
 	expires := now.Add(pol.TTL)
 	state := without(with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: req.MessageKey}), KeyMailedAt, KeyPending)
 
-	keep := pol.KeepCurrent
+	keep = pol.KeepCurrent
 	if keep {
 		p, why, err := pendingFor(pol.Keys, id, issued.Password, expires)
 		switch {
 		case err != nil:
-			return "", false, err
+			return "", false, nil, err
 		case why != "":
 			keep = false
 			log.Warn("cannot keep the current password; replacing it at once", "reason", why)
@@ -208,28 +234,31 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.SetPassword(ctx, id, update)
 	}); err != nil {
-		return "", false, fmt.Errorf("set temporary password: %w", err)
+		return "", false, nil, fmt.Errorf("set temporary password: %w", err)
 	}
 	if !keep && pol.RevokeSessions {
 		if err := s.revoke(ctx, pol, id.ID); err != nil {
-			return "", false, err
+			return "", false, nil, err
 		}
 	}
 
 	reply, err := s.send(ctx, pol, id, recipient, issued.Password, expires)
 	if err != nil {
-		return "", false, err
-	}
-	// The mail is out, so the answer is success whatever happens next: a
-	// failed mark only means a retry of this message would mail again.
-	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.ids.Patch(ctx, id.ID, kratosadmin.Op{Op: "add", Path: []string{"metadata_admin", KeyAdmin, KeyMailedAt}, Value: s.now().UTC().Format(time.RFC3339)})
-	}); err != nil {
-		log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
+		return "", false, nil, err
 	}
 	log.Info("temporary password mailed", "expires_at", expires.Format(time.RFC3339),
 		"sessions_revoked", !keep && pol.RevokeSessions, "smtp_reply", reply)
-	return OutcomeSent, keep, nil
+	sentAt := s.now().UTC()
+	mark = func(ctx context.Context) {
+		// The mail is out, so the reset succeeded whatever happens here: a
+		// failed mark only means a retry of this message would mail again.
+		if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.ids.Patch(ctx, id.ID, kratosadmin.Op{Op: "add", Path: []string{"metadata_admin", KeyAdmin, KeyMailedAt}, Value: sentAt.Format(time.RFC3339)})
+		}); err != nil {
+			log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
+		}
+	}
+	return OutcomeSent, keep, mark, nil
 }
 
 // pendingFor builds the pending reset that keeps the current password. A

@@ -26,6 +26,8 @@ type identities struct {
 	calls   *[]string
 	updates []kratosadmin.PasswordUpdate
 	setErr  error
+	// patchGate, if set, holds every Patch until it can receive.
+	patchGate chan struct{}
 }
 
 func (f *identities) Identity(_ context.Context, id string) (*kratosadmin.Identity, error) {
@@ -67,6 +69,9 @@ func (f *identities) FindByIdentifier(_ context.Context, identifier string) (*kr
 
 // Patch applies add and remove the way Kratos's JSON Patch does.
 func (f *identities) Patch(_ context.Context, id string, ops ...kratosadmin.Op) error {
+	if f.patchGate != nil {
+		<-f.patchGate
+	}
 	*f.calls = append(*f.calls, "patch")
 	stored := *f.byID[id]
 	stored.MetadataPublic = deepCopy(stored.MetadataPublic)
@@ -143,6 +148,14 @@ func newFixture(sendErr error) *fixture {
 	return f
 }
 
+// reset runs Reset and waits for its mailed_at mark, as a test reads what
+// the in-memory Kratos holds right after.
+func (f *fixture) reset(ctx context.Context, req Request, pol Policy) (Outcome, error) {
+	out, err := f.svc.Reset(ctx, req, pol)
+	f.svc.Wait()
+	return out, err
+}
+
 func mustKeys(secrets ...string) *sealing.Keyring {
 	keys, err := sealing.New(secrets)
 	if err != nil {
@@ -168,7 +181,7 @@ var (
 func TestResetWritesBeforeItMails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
-	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", MessageKey: "k1"}, policy); err != nil {
+	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", MessageKey: "k1"}, policy); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "patch"}, f.calls); diff != "" {
@@ -194,12 +207,50 @@ func TestResetWritesBeforeItMails(t *testing.T) {
 	}
 }
 
+// Kratos's courier gets its answer as soon as the mail is out; the mailed_at
+// mark follows, and the next reset of the identity waits for it, so the
+// cooldown still applies.
+func TestResetAnswersBeforeTheMarkButTheNextResetSeesIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(nil)
+	f.ids.patchGate = make(chan struct{})
+	pol := policy
+	pol.Cooldown = time.Minute
+	alice := func(key string) Request {
+		return Request{IdentityID: "id-1", Recipient: "alice@example.com", MessageKey: key}
+	}
+	if out, err := f.svc.Reset(context.Background(), alice("k1"), pol); err != nil || out != OutcomeSent {
+		t.Fatalf("Reset = %q, %v; want sent while its mark is held", out, err)
+	}
+	second := make(chan Outcome)
+	go func() {
+		out, err := f.svc.Reset(context.Background(), alice("k2"), pol)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- out
+	}()
+	select {
+	case out := <-second:
+		t.Fatalf("second Reset = %q before the first one's mark was written", out)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.ids.patchGate) // the mark goes through
+	if out := <-second; out != OutcomeCooldown {
+		t.Errorf("second Reset = %q, want cooldown: it must see the first mail's mark", out)
+	}
+	f.svc.Wait()
+	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "patch", "get"}, f.calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
 func TestResetWithoutSessionRevocation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
 	pol := policy
 	pol.RevokeSessions = false
-	if _, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
+	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "patch"}, f.calls); diff != "" {
@@ -222,7 +273,7 @@ func TestResetRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(nil)
-			_, err := f.svc.Reset(context.Background(), tt.req, policy)
+			_, err := f.reset(context.Background(), tt.req, policy)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Reset = %v, want %v", err, tt.wantErr)
 			}
@@ -236,14 +287,14 @@ func TestResetRefusals(t *testing.T) {
 func TestResetFailuresAreReported(t *testing.T) {
 	t.Parallel()
 	f := newFixture(fmt.Errorf("smtp connect: refused: %w", sdk.ErrUnavailable))
-	_, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
+	_, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
 	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "send temporary password mail: smtp connect") {
 		t.Fatalf("Reset = %v, want the SMTP stage and sdk.ErrUnavailable", err)
 	}
 
 	f = newFixture(nil)
 	f.ids.setErr = fmt.Errorf("update identity: %w", kratosadmin.ErrUnavailable)
-	_, err = f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
+	_, err = f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
 	if !errors.Is(err, kratosadmin.ErrUnavailable) {
 		t.Fatalf("Reset = %v, want kratosadmin.ErrUnavailable", err)
 	}
@@ -291,7 +342,7 @@ func TestCooldownAndDuplicates(t *testing.T) {
 			f.svc.now = func() time.Time { return clock }
 			pol := policy
 			pol.Cooldown = tt.cooldown
-			if _, err := f.svc.Reset(context.Background(), tt.first, pol); (err != nil) != tt.failSend {
+			if _, err := f.reset(context.Background(), tt.first, pol); (err != nil) != tt.failSend {
 				t.Fatalf("first Reset: %v", err)
 			}
 			f.svc.mail.(*sdktest.Fake).SendMessageF = func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
@@ -300,7 +351,7 @@ func TestCooldownAndDuplicates(t *testing.T) {
 			}
 			clock = now.Add(tt.after)
 			updates := len(f.ids.updates)
-			got, err := f.svc.Reset(context.Background(), tt.second, pol)
+			got, err := f.reset(context.Background(), tt.second, pol)
 			if err != nil || got != tt.want {
 				t.Fatalf("second Reset = %q, %v; want %q", got, err, tt.want)
 			}
@@ -349,6 +400,7 @@ func TestConcurrentResetsMailTheLastPassword(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	f.svc.Wait()
 	last := f.ids.updates[len(f.ids.updates)-1].Password
 	if last != lastSent {
 		t.Errorf("Kratos holds %s but the last mail carried %s", last, lastSent)
