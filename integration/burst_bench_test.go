@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -22,31 +23,47 @@ import (
 // spent in Kratos admin calls, in the plugin (SMTP included) and in the
 // host's own work.
 //
+// It runs on sqlite, as the local stack does, and on PostgreSQL, which is
+// what configs/kratos recommends for production (a throwaway cluster on
+// loopback; scripts/deps.sh postgres installs the server).
+//
 // Both paths get a Kratos of their own at the log level configs/kratos
 // ships (info; the test stack's shared Kratos logs at debug). With
-// BENCH_PROFILE_DIR set, both run with Kratos's PROFILING=cpu and their CPU
-// profiles are copied there as kratos-gateway.pprof and
-// kratos-native.pprof.
+// BENCH_PROFILE_DIR set, both run with Kratos's PROFILING=cpu (or
+// BENCH_PROFILE: block, mutex, mem) and their profiles are copied there as
+// <db>-gateway.pprof and <db>-native.pprof.
 func BenchmarkRecoveryBurst(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchmarkBurst(b, "sqlite", nil, nil)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		pg := startPostgres(b)
+		benchmarkBurst(b, "postgres", []string{"DSN=" + pg.dsn(b, "kratos_gateway")}, []string{"DSN=" + pg.dsn(b, "kratos_native")})
+	})
+}
+
+func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 	const n = 200
 	profileDir := os.Getenv("BENCH_PROFILE_DIR")
 	kratosEnv := []string{"LOG_LEVEL=info"}
 	if profileDir != "" {
-		kratosEnv = append(kratosEnv, "PROFILING=cpu")
+		kind := cmp.Or(os.Getenv("BENCH_PROFILE"), "cpu")
+		kratosEnv = append(kratosEnv, "PROFILING="+kind)
 	}
-	gatewayKratos, stopGatewayKratos, err := env.startKratos("kratos-burst-gateway", "bcrypt", kratosEnv...)
+	gwName, nativeName := "kratos-burst-"+db+"-gateway", "kratos-burst-"+db+"-native"
+	gatewayKratos, stopGatewayKratos, err := env.startKratos(gwName, "bcrypt", slices.Concat(kratosEnv, gatewayEnv)...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { stopGatewayKratos(); saveKratosProfile(b, "kratos-burst-gateway", profileDir, "kratos-gateway.pprof") })
-	native, stopNative, err := env.startKratos("kratos-burst-native", "bcrypt", append(kratosEnv,
+	b.Cleanup(func() { stopGatewayKratos(); saveKratosProfile(b, gwName, profileDir) })
+	native, stopNative, err := env.startKratos(nativeName, "bcrypt", slices.Concat(kratosEnv, nativeEnv, []string{
 		"COURIER_DELIVERY_STRATEGY=smtp",
-		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+strconv.Itoa(env.smtpPort)+"/?skip_ssl_verify=true",
-		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")...)
+		"COURIER_SMTP_CONNECTION_URI=smtps://" + url.QueryEscape(env.smtpUser) + ":" + url.QueryEscape(env.smtpPass) + "@127.0.0.1:" + strconv.Itoa(env.smtpPort) + "/?skip_ssl_verify=true",
+		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com"})...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { stopNative(); saveKratosProfile(b, "kratos-burst-native", profileDir, "kratos-native.pprof") })
+	b.Cleanup(func() { stopNative(); saveKratosProfile(b, nativeName, profileDir) })
 	h, stop := runHostWith(b, writeConfigTB(b, gatewayConfig(hostOptions{enabled: true, kratos: &gatewayKratos})))
 	b.Cleanup(stop)
 
@@ -64,9 +81,9 @@ func BenchmarkRecoveryBurst(b *testing.B) {
 	}
 }
 
-// saveKratosProfile copies the CPU profile a Kratos started with
-// PROFILING=cpu wrote when it stopped; its log names the file.
-func saveKratosProfile(b *testing.B, name, dir, file string) {
+// saveKratosProfile copies the profile a Kratos started with PROFILING
+// wrote when it stopped; its log names the file.
+func saveKratosProfile(b *testing.B, name, dir string) {
 	if dir == "" {
 		return
 	}
@@ -75,14 +92,14 @@ func saveKratosProfile(b *testing.B, name, dir, file string) {
 		b.Errorf("read %s log: %v", name, err)
 		return
 	}
-	m := regexp.MustCompile(`cpu profiling disabled, (\S+\.pprof)`).FindSubmatch(log)
+	m := regexp.MustCompile(`profiling disabled, (\S+\.pprof)`).FindSubmatch(log)
 	if m == nil {
-		b.Errorf("%s wrote no CPU profile", name)
+		b.Errorf("%s wrote no profile", name)
 		return
 	}
 	prof, err := os.ReadFile(string(m[1]))
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, file), prof, 0o644)
+		err = os.WriteFile(filepath.Join(dir, strings.TrimPrefix(name, "kratos-burst-")+".pprof"), prof, 0o644)
 	}
 	if err != nil {
 		b.Errorf("save %s profile: %v", name, err)
