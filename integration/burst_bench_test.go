@@ -45,7 +45,9 @@ func BenchmarkRecoveryBurst(b *testing.B) {
 func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 	const n = 200
 	profileDir := os.Getenv("BENCH_PROFILE_DIR")
-	kratosEnv := []string{"LOG_LEVEL=info"}
+	// BENCH_KRATOS_ENV (KEY=VALUE ...) goes to both, e.g. to compare
+	// COURIER_WORKER_PULL_WAIT values.
+	kratosEnv := append([]string{"LOG_LEVEL=info"}, strings.Fields(os.Getenv("BENCH_KRATOS_ENV"))...)
 	if profileDir != "" {
 		kind := cmp.Or(os.Getenv("BENCH_PROFILE"), "cpu")
 		kratosEnv = append(kratosEnv, "PROFILING="+kind)

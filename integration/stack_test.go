@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -172,7 +173,8 @@ func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServ
 	publicPort, adminPort := freePort(), freePort()
 	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 	kratosEnv := []string{
-		"DSN=sqlite://" + filepath.Join(dir, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=WAL",
+		// BENCH_SQLITE_JOURNAL lets the benchmarks compare journal modes.
+		"DSN=sqlite://" + filepath.Join(dir, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=" + cmp.Or(os.Getenv("BENCH_SQLITE_JOURNAL"), "WAL"),
 		fmt.Sprintf("SERVE_PUBLIC_PORT=%d", publicPort),
 		"SERVE_PUBLIC_BASE_URL=" + k.public + "/",
 		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
