@@ -37,10 +37,11 @@ test:
 # trip and SMTP sends, then the pass-through comparison and the load run
 # against real Kratos and Mailpit.
 bench: deps
+	scripts/deps.sh postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/password ./plugin/smtpsend ./host/pluginhost
 	cd integration && $(GO) test -run '^$$' -bench PassThrough -benchtime 500x -count 1 .
 	cd integration && $(GO) test -run '^$$' -bench DeliveryLatency -benchtime 1x -count 1 .
-	cd integration && $(GO) test -run '^$$' -bench RecoveryBurst -benchtime 1x -count 1 .
+	cd integration && BENCH_PROFILE_DIR=$(CURDIR)/benchmarks/profiles $(GO) test -run '^$$' -bench RecoveryBurst -benchtime 1x -count 1 .
 	cd integration && $(GO) test -run '^$$' -bench ResetThroughput -benchtime 1x -count 1 -timeout 30m .
 	cd integration && $(GO) test -run 'TestLoadPassThrough' -count 1 -v . | grep -E 'load:|ok|FAIL'
 

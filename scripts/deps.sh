@@ -4,7 +4,9 @@
 # `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`;
 # `scripts/deps.sh chromium` installs Debian's chromium for the browser test
 # (integration/browser_test.go);
-# `scripts/deps.sh binaries` builds only Kratos and Mailpit (the local stack).
+# `scripts/deps.sh binaries` builds only Kratos and Mailpit (the local stack);
+# `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
+# recovery burst benchmark on PostgreSQL (`make bench`).
 # Re-running is cheap: binaries are keyed by version and reused.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +33,17 @@ install_chromium() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
 
+install_postgres() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+  echo "deps: installing postgresql (Debian) for the PostgreSQL benchmark" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  # The benchmark runs its own throwaway cluster; the package's own one is
+  # not needed, and on a machine without systemd it does not start anyway.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
 build_kratos() {
   local out="$cache/kratos-$KRATOS_VERSION"
   [ -x "$out" ] && return 0
@@ -50,7 +63,8 @@ build_mailpit() {
 case "${1:-all}" in
   protoc) install_protoc ;;
   chromium) install_chromium ;;
+  postgres) install_postgres ;;
   all) install_protoc; install_chromium; build_kratos; build_mailpit ;;
   binaries) build_kratos; build_mailpit ;;
-  *) echo "usage: $0 [all|protoc|chromium|binaries]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|protoc|chromium|binaries|postgres]" >&2; exit 2 ;;
 esac
