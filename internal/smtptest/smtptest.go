@@ -116,6 +116,10 @@ type Options struct {
 	// connection instead of answering, as a server that dropped an idle
 	// connection or crashed mid-transaction would.
 	Drop func(cmd string, n int) bool
+	// MailErr, if set, is asked at every MAIL FROM with how many the
+	// server has seen so far, counting from 1; a non-nil reply refuses it,
+	// e.g. 421 from a server closing a session that sent enough mails.
+	MailErr func(n int) *smtp.SMTPError
 }
 
 // Received is one mail the server accepted.
@@ -288,6 +292,11 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	s.srv.mu.Unlock()
 	if s.drop("MAIL", n) {
 		return errors.New("connection dropped by the test")
+	}
+	if s.srv.opts.MailErr != nil {
+		if err := s.srv.opts.MailErr(n); err != nil {
+			return err
+		}
 	}
 	s.from = from
 	return nil

@@ -117,6 +117,10 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 			if c.stage == StageData && err == nil {
 				conn.spoiled = true // 354 after a refused envelope
 			}
+		case err != nil && code == 421:
+			// The server is closing the session, not refusing the mail.
+			conn.spoiled = true
+			return "", s.unsent(ctx, c.stage, fmt.Errorf("%s: %w", verbOf(c.cmd), err))
 		case err != nil:
 			refused = failure(ctx, c.stage, fmt.Errorf("%s refused: %w", verbOf(c.cmd), err))
 		case c.stage == StageMailFrom || c.stage == StageRcptTo:

@@ -269,9 +269,9 @@ func (s *Sender) sendReused(ctx context.Context, conn *connection, t *tracer, ms
 
 // broken reports whether a send failed because its connection broke before
 // the server could have accepted the mail, so that sending it again cannot
-// duplicate it: no reply came (a reply, even 4xx or 5xx, is the server's
-// answer about this mail) and the failure came before the body's final dot
-// was written.
+// duplicate it: no reply came, or a 421 saying the server is closing the
+// session (any other reply, 4xx or 5xx, is the server's answer about this
+// mail), and the failure came before the body's final dot was written.
 //
 // A failure after the body was fully written, while waiting for the reply to
 // it (ErrSMTPDataClose), is not retried: the server may have accepted the
@@ -285,59 +285,52 @@ func broken(ctx context.Context, stageErr *StageError) bool {
 		return true
 	}
 	sendErr, ok := errors.AsType[*mail.SendError](stageErr.Err)
-	if !ok || replyCode(sendErr) != 0 {
+	if !ok {
 		return false
 	}
-	switch sendErr.Reason {
-	case mail.ErrConnCheck, mail.ErrSMTPMailFrom, mail.ErrSMTPRcptTo, mail.ErrSMTPData, mail.ErrWriteContent:
-		return true
+	switch code := replyCode(sendErr); sendErr.Reason {
+	case mail.ErrConnCheck, mail.ErrSMTPMailFrom, mail.ErrSMTPRcptTo, mail.ErrSMTPData:
+		// 421 is the server closing the session (idle too long, too many
+		// mails on one connection), not an answer about this mail.
+		return code == 0 || code == 421
+	case mail.ErrWriteContent:
+		return code == 0
 	}
 	return false
 }
 
-// settle ends a send on conn: the connection goes back to the pool after an
-// RSET if the session is still sound, otherwise it is closed.
+// settle ends a send on conn: the connection goes back to the pool if the
+// session is still sound, otherwise it is closed.
+//
+// A delivered mail ends its transaction (RFC 5321 4.1.1.4), so the
+// connection goes back as it is, without an RSET costing a round trip in
+// Kratos's one-message-at-a-time courier: the next send checks it (NOOP
+// after checkAfter idle, or the RSET pipelined with its envelope) and sends
+// again on a fresh connection if it died meanwhile.
 func (s *Sender) settle(ctx context.Context, conn *connection, reply string, stageErr *StageError) (Result, error) {
 	t := conn.trace
-	if s.pipelines(conn) {
-		// The next transaction on conn starts with an RSET in its
-		// pipelined group, which costs no round trip there.
-		if stageErr != nil {
-			t.fail(stageErr)
-			var unfit error
-			if replyCode(stageErr.Err) == 0 || context.Cause(ctx) != nil {
-				unfit = stageErr // the connection broke, or the watcher closed it
-			}
-			s.recycle(conn, unfit)
-			return Result{}, stageErr
-		}
+	if stageErr == nil {
 		t.finish()
 		s.recycle(conn, nil)
 		return Result{Reply: reply, Trace: t.steps}, nil
 	}
-	if stageErr != nil {
-		t.fail(stageErr)
-		// A reply code means the server answered and the session is
-		// sound; the RSET proves it. Without one the connection broke.
-		// The RSET goes to a tracer that is done: the trace ends with the
-		// failed step.
-		if replyCode(stageErr.Err) != 0 && context.Cause(ctx) == nil {
-			s.recycle(conn, conn.smtp.Reset())
-		} else {
-			s.recycle(conn, stageErr)
-		}
-		return Result{}, stageErr
+	t.fail(stageErr)
+	answered := replyCode(stageErr.Err) != 0 && context.Cause(ctx) == nil
+	switch {
+	case !answered:
+		// The connection broke, or the watcher closed it.
+		s.recycle(conn, stageErr)
+	case s.pipelines(conn):
+		// The RSET pipelined with the next envelope clears the refused
+		// transaction.
+		s.recycle(conn, nil)
+	default:
+		// The server answered, so the session is sound; the RSET clears
+		// the refused transaction and proves it. It goes to a tracer that
+		// is done: the trace ends with the failed step.
+		s.recycle(conn, conn.smtp.Reset())
 	}
-	t.begin(StageResetClose, "RSET")
-	// As with QUIT, the mail is the server's now: a failed RSET only costs
-	// the connection, and the trace shows it.
-	err := conn.smtp.Reset()
-	if err != nil {
-		t.current().Err = err.Error()
-	}
-	t.finish()
-	s.recycle(conn, err)
-	return Result{Reply: reply, Trace: t.steps}, nil
+	return Result{}, stageErr
 }
 
 // recycle puts conn back into the pool, or closes it if err says it is no

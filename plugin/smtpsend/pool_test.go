@@ -42,12 +42,10 @@ type wireMode struct {
 var wireModes = []wireMode{
 	{
 		name:   "one command at a time",
-		fresh:  []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData, StageResetClose},
-		reused: []string{StageReuse, StageMailFrom, StageRcptTo, StageData, StageResetClose},
+		fresh:  []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData},
+		reused: []string{StageReuse, StageMailFrom, StageRcptTo, StageData},
 	},
 	{
-		// No RSET after the mail: the next one pipelines it with its
-		// envelope.
 		name:       "pipelined",
 		pipelining: true,
 		fresh:      []string{StageConnect, StageTLS, StageGreeting, StageHello, StageAuth, StageMailFrom, StageRcptTo, StageData},
@@ -120,17 +118,19 @@ func TestPoolReusesOneAuthenticatedConnection(t *testing.T) {
 				t.Fatalf("send %d: stages %v, want %v", i, got, want)
 			}
 			// Back-to-back sends reuse the connection without a NOOP; a
-			// pipelining server gets the RSET with the envelope instead.
-			wantReuse, wantLast := "used without NOOP", "RSET: 250"
+			// pipelining server gets an RSET with the envelope instead.
+			wantReuse := "used without NOOP"
 			if m.pipelining {
-				wantReuse, wantLast = "RSET pipelined with the envelope", "250 "
+				wantReuse = "RSET pipelined with the envelope"
 			}
 			if i > 0 && !strings.Contains(res.Trace[0].Detail, wantReuse) {
 				t.Errorf("send %d: reuse detail %q, want %q", i, res.Trace[0].Detail, wantReuse)
 			}
+			// The trace ends with the accepted DATA: no RSET after a
+			// delivered mail.
 			last := res.Trace[len(res.Trace)-1]
-			if !strings.HasPrefix(last.Detail, wantLast) || last.Err != "" || last.Detail != res.Reply && m.pipelining {
-				t.Errorf("send %d: last step %+v, want it to succeed with %q", i, last, wantLast)
+			if !strings.HasPrefix(last.Detail, "250 ") || last.Err != "" || last.Detail != res.Reply {
+				t.Errorf("send %d: last step %+v, want the accepted DATA with the reply %q", i, last, res.Reply)
 			}
 			if strings.Contains(fmt.Sprint(res.Trace), testPassword) {
 				t.Fatalf("send %d: trace holds the password", i)
@@ -268,6 +268,42 @@ func testPoolRetriesOnce(t *testing.T, m wireMode) {
 	if st.Sessions != 2 || st.MailCmds != 3 {
 		t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 3", st.Sessions, st.MailCmds)
 	}
+}
+
+// A server that closes a session after some mails answers the next MAIL
+// FROM with 421: the mail goes out once on a fresh connection.
+func TestPoolRetriesAfter421OnReusedConnection(t *testing.T) {
+	t.Parallel()
+	forEachWireMode(t, func(t *testing.T, m wireMode) {
+		srv := smtptest.Start(t, smtptest.Options{
+			Mode: smtptest.ImplicitTLS,
+			MailErr: func(n int) *smtp.SMTPError {
+				if n == 2 {
+					return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages, closing"}
+				}
+				return nil
+			},
+		})
+		s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
+		ctx := testCtx(t, 30*time.Second)
+
+		sendOK(t, ctx, s, "first")
+		res := sendOK(t, ctx, s, "second")
+		want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
+		if got := stagesOf(res.Trace); !slices.Equal(got, want) {
+			t.Fatalf("stages %v, want %v", got, want)
+		}
+		if e := res.Trace[1].Err; !strings.Contains(e, "421") {
+			t.Errorf("MAIL FROM step Err = %q, want the 421", e)
+		}
+		st := srv.State()
+		if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
+			t.Errorf("received %v, want first and second once each", got)
+		}
+		if st.Sessions != 2 {
+			t.Errorf("server saw %d sessions, want 2", st.Sessions)
+		}
+	})
 }
 
 func TestPoolNeverRetriesOnFreshConnection(t *testing.T) {

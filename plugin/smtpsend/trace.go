@@ -37,11 +37,9 @@ type Result struct {
 	// "250 2.0.0 OK: queued as 1234".
 	Reply string
 	// Trace lists the stages in the order they happened. Its last step is
-	// the QUIT, or with WithPool the RSET before the connection goes back to
-	// the pool; a failed QUIT or RSET carries an Err but does not fail the
-	// delivery, because the server already owns the mail. A pooled
-	// connection to a server with PIPELINING ends with the DATA step: its
-	// RSET goes out with the next mail's envelope.
+	// the QUIT, whose failure carries an Err but does not fail the
+	// delivery, because the server already owns the mail; with WithPool it
+	// is the DATA step, and the connection goes back to the pool.
 	Trace []Step
 }
 
