@@ -238,72 +238,55 @@ func TestPoolRedialsWhenServerDroppedIdleConnection(t *testing.T) {
 	}
 }
 
+// A reused connection that fails at MAIL FROM, before the server could have
+// the mail, sends it once more on a fresh connection: the server dropped the
+// connection, or answered 421 as a server closing a session that sent
+// enough mails does. The second MAIL FROM is the first on the reused
+// connection.
 func TestPoolRetriesOnceWhenPooledConnectionBreaksMidTransaction(t *testing.T) {
 	t.Parallel()
-	forEachWireMode(t, testPoolRetriesOnce)
-}
+	tests := []struct {
+		name    string
+		opts    smtptest.Options
+		wantErr string // in the failed MAIL FROM step
+	}{
+		{"dropped", smtptest.Options{Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 2 }}, ""},
+		{"421", smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
+			if n == 2 {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages, closing"}
+			}
+			return nil
+		}}, "421"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			forEachWireMode(t, func(t *testing.T, m wireMode) {
+				opts := tt.opts
+				opts.Mode = smtptest.ImplicitTLS
+				srv := smtptest.Start(t, opts)
+				s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
+				ctx := testCtx(t, 30*time.Second)
 
-func testPoolRetriesOnce(t *testing.T, m wireMode) {
-	srv := smtptest.Start(t, smtptest.Options{
-		Mode: smtptest.ImplicitTLS,
-		// The second MAIL FROM is the first on the reused connection.
-		Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 2 },
-	})
-	s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
-	ctx := testCtx(t, 30*time.Second)
-
-	sendOK(t, ctx, s, "first")
-	res := sendOK(t, ctx, s, "second")
-	want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
-	if got := stagesOf(res.Trace); !slices.Equal(got, want) {
-		t.Fatalf("stages %v, want %v", got, want)
-	}
-	if res.Trace[1].Err == "" {
-		t.Errorf("step %+v does not show the broken MAIL FROM", res.Trace[1])
-	}
-	st := srv.State()
-	if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
-		t.Errorf("received %v, want first and second once each", got)
-	}
-	if st.Sessions != 2 || st.MailCmds != 3 {
-		t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 3", st.Sessions, st.MailCmds)
-	}
-}
-
-// A server that closes a session after some mails answers the next MAIL
-// FROM with 421: the mail goes out once on a fresh connection.
-func TestPoolRetriesAfter421OnReusedConnection(t *testing.T) {
-	t.Parallel()
-	forEachWireMode(t, func(t *testing.T, m wireMode) {
-		srv := smtptest.Start(t, smtptest.Options{
-			Mode: smtptest.ImplicitTLS,
-			MailErr: func(n int) *smtp.SMTPError {
-				if n == 2 {
-					return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages, closing"}
+				sendOK(t, ctx, s, "first")
+				res := sendOK(t, ctx, s, "second")
+				want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
+				if got := stagesOf(res.Trace); !slices.Equal(got, want) {
+					t.Fatalf("stages %v, want %v", got, want)
 				}
-				return nil
-			},
+				if e := res.Trace[1].Err; e == "" || !strings.Contains(e, tt.wantErr) {
+					t.Errorf("MAIL FROM step %+v does not show the failure %q", res.Trace[1], tt.wantErr)
+				}
+				st := srv.State()
+				if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
+					t.Errorf("received %v, want first and second once each", got)
+				}
+				if st.Sessions != 2 || st.MailCmds != 3 {
+					t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 3", st.Sessions, st.MailCmds)
+				}
+			})
 		})
-		s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
-		ctx := testCtx(t, 30*time.Second)
-
-		sendOK(t, ctx, s, "first")
-		res := sendOK(t, ctx, s, "second")
-		want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
-		if got := stagesOf(res.Trace); !slices.Equal(got, want) {
-			t.Fatalf("stages %v, want %v", got, want)
-		}
-		if e := res.Trace[1].Err; !strings.Contains(e, "421") {
-			t.Errorf("MAIL FROM step Err = %q, want the 421", e)
-		}
-		st := srv.State()
-		if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
-			t.Errorf("received %v, want first and second once each", got)
-		}
-		if st.Sessions != 2 {
-			t.Errorf("server saw %d sessions, want 2", st.Sessions)
-		}
-	})
+	}
 }
 
 func TestPoolNeverRetriesOnFreshConnection(t *testing.T) {
