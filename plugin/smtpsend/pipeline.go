@@ -42,7 +42,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 		t.finish()
 	}
 	if err := conn.smtp.UpdateDeadline(stepTimeout(ctx)); err != nil {
-		return "", s.unsent(ctx, StageMailFrom, err)
+		return "", unsent(ctx, StageMailFrom, err)
 	}
 	from, err := msg.GetSender(false)
 	if err != nil {
@@ -78,7 +78,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 		t.begin(StageMailFrom, mailCmd+" (pipelined with RCPT TO and DATA)")
 	}
 	if err := w.Flush(); err != nil {
-		return "", s.unsent(ctx, t.stage(), err)
+		return "", unsent(ctx, t.stage(), err)
 	}
 
 	// Every reply is read, also after a refusal, so that the session stays
@@ -106,13 +106,13 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 		case code == 0:
 			// No reply: the connection broke or timed out, before the
 			// body was sent.
-			return "", s.unsent(ctx, c.stage, err)
+			return "", unsent(ctx, c.stage, err)
 		case c.stage == StageReuse && err != nil:
 			// The server did answer, but a connection that refuses RSET
 			// (often a 421 before closing an idle session) is no place
 			// for a mail, which it has not seen yet.
 			conn.spoiled = true
-			return "", s.unsent(ctx, StageReuse, fmt.Errorf("RSET: %w", err))
+			return "", unsent(ctx, StageReuse, fmt.Errorf("RSET: %w", err))
 		case refused != nil:
 			if c.stage == StageData && err == nil {
 				conn.spoiled = true // 354 after a refused envelope
@@ -120,7 +120,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 		case err != nil && code == 421:
 			// The server is closing the session, not refusing the mail.
 			conn.spoiled = true
-			return "", s.unsent(ctx, c.stage, fmt.Errorf("%s: %w", verbOf(c.cmd), err))
+			return "", unsent(ctx, c.stage, fmt.Errorf("%s: %w", verbOf(c.cmd), err))
 		case err != nil:
 			refused = failure(ctx, c.stage, fmt.Errorf("%s refused: %w", verbOf(c.cmd), err))
 		case c.stage == StageMailFrom || c.stage == StageRcptTo:
@@ -137,7 +137,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 		// The final dot was not written, so the server drops whatever
 		// part of the body it got.
 		conn.spoiled = true
-		return "", s.unsent(ctx, StageData, fmt.Errorf("write the message: %w", err))
+		return "", unsent(ctx, StageData, fmt.Errorf("write the message: %w", err))
 	}
 	if err := body.Close(); err != nil {
 		// The final dot may have reached the server: never sent again.
@@ -160,7 +160,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 
 // unsent is a failure of a pipelined transaction before the body's final
 // dot was written: the server cannot have the mail.
-func (s *Sender) unsent(ctx context.Context, stage string, err error) *StageError {
+func unsent(ctx context.Context, stage string, err error) *StageError {
 	stageErr := failure(ctx, stage, err)
 	if replyCode(err) == 0 {
 		stageErr.Temporary = true
