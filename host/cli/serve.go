@@ -54,6 +54,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	// The timing wrappers let each courier message log where its time went.
 	gw := timing.Gateway{Gateway: m.Observe(plugin)}
 	resets := recovery.New(timing.Identities{Inner: kratos}, gw, time.Now, log)
+	// The mailed_at marks still being written finish before the process
+	// exits, each bounded by timeouts.kratos.
+	defer resets.Wait()
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
@@ -168,7 +171,5 @@ func serve(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 	}
-	// Each mark is bounded by timeouts.kratos.
-	resets.Wait()
 	return nil
 }

@@ -103,7 +103,8 @@ func MessageKey(secret, identityID, codeOrLink string) string {
 }
 
 // Service performs resets and settles them at login. It holds no state
-// between calls: whatever must survive lives in Kratos.
+// between calls but the mailed_at marks still being written (see Wait):
+// whatever must survive lives in Kratos.
 type Service struct {
 	ids   Identities
 	mail  Mailer
