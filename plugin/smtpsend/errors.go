@@ -26,7 +26,7 @@ const (
 	StageMailFrom   = "mail_from"   // MAIL FROM
 	StageRcptTo     = "rcpt_to"     // RCPT TO
 	StageData       = "data"        // DATA and the message content
-	StageResetClose = "reset/close" // RSET (back to the pool) or QUIT
+	StageResetClose = "reset/close" // QUIT ending a delivery without WithPool
 )
 
 // StageError is a failed delivery: the SMTP stage that failed and whether a

@@ -213,10 +213,9 @@ func (t *tracer) Debugf(l log.Log) {
 	case "*":
 		t.freeze()
 	case "RSET", "QUIT":
-		// Send starts the reset/close step itself for the RSET that
-		// returns a connection to the pool and for the QUIT that closes
-		// it; any other is go-mail's own after a refused MAIL, RCPT or
-		// AUTH.
+		// Send starts the reset/close step itself for the QUIT that ends
+		// a delivery without a pool; any other RSET or QUIT is go-mail's
+		// own after a refused MAIL, RCPT or AUTH.
 		if t.stage() != StageResetClose {
 			t.freeze()
 		}
