@@ -186,105 +186,79 @@ func testPoolConcurrentSenders(t *testing.T, m wireMode) {
 	}
 }
 
-// A connection the server dropped while it sat in the pool never loses a
-// mail. Checked with NOOP (idle long enough), the dead connection is found
-// before any mail command; reused right away without a NOOP, it breaks at
-// MAIL FROM, before the server could have the mail, and the send is retried
-// once on a fresh connection. Pipelined, the RSET ahead of the envelope
-// finds it, however long it was idle.
-func TestPoolRedialsWhenServerDroppedIdleConnection(t *testing.T) {
+// A reused connection that turns out dead never loses a mail: it fails
+// before the server could have the mail, and the mail goes out once on a
+// fresh connection.
+//
+// Dropped while it sat in the pool: checked with NOOP (idle long enough),
+// the dead connection is found before any mail command; reused right away
+// without a NOOP, it breaks at MAIL FROM; pipelined, the RSET ahead of the
+// envelope finds it, however long it was idle. Failing at MAIL FROM: the
+// server dropped the connection, or answered 421 as a server closing a
+// session that sent enough mails does (the second MAIL FROM is the first on
+// the reused connection).
+func TestPoolSendsOnceMoreWhenReusedConnectionFails(t *testing.T) {
 	t.Parallel()
 	serial, pipelined := wireModes[0], wireModes[1]
-	tests := []struct {
+	dropMail := smtptest.Options{Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 2 }}
+	refuseMail := smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
+		if n == 2 {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages, closing"}
+		}
+		return nil
+	}}
+	type testCase struct {
 		name       string
 		mode       wireMode
+		opts       smtptest.Options
+		kick       bool // the server closes the pooled connection between the sends
 		checkAfter time.Duration
 		want       []string
-		failedStep int // the step that shows the dead connection
-	}{
-		{"checked with NOOP", serial, 0, append([]string{StageReuse}, serial.fresh...), 0},
-		{"reused without NOOP", serial, checkAfter, append([]string{StageReuse, StageMailFrom}, serial.fresh...), 1},
-		{"pipelined RSET", pipelined, checkAfter, append([]string{StageReuse}, pipelined.fresh...), 0},
-		{"pipelined RSET after idle", pipelined, 0, append([]string{StageReuse}, pipelined.fresh...), 0},
+		failedStep int    // the step that shows the failure
+		wantErr    string // in that step's Err
+		mailCmds   int    // MAIL FROMs the server saw
+	}
+	tests := []testCase{
+		{"dropped while idle, checked with NOOP", serial, smtptest.Options{}, true, 0, append([]string{StageReuse}, serial.fresh...), 0, "", 2},
+		{"dropped while idle, reused without NOOP", serial, smtptest.Options{}, true, checkAfter, append([]string{StageReuse, StageMailFrom}, serial.fresh...), 1, "", 2},
+		{"dropped while idle, pipelined RSET", pipelined, smtptest.Options{}, true, checkAfter, append([]string{StageReuse}, pipelined.fresh...), 0, "", 2},
+		{"dropped while idle, pipelined RSET after idle", pipelined, smtptest.Options{}, true, 0, append([]string{StageReuse}, pipelined.fresh...), 0, "", 2},
+	}
+	for _, m := range wireModes {
+		tests = append(tests,
+			testCase{"dropped at MAIL FROM, " + m.name, m, dropMail, false, checkAfter, append([]string{StageReuse, StageMailFrom}, m.fresh...), 1, "", 3},
+			testCase{"421 at MAIL FROM, " + m.name, m, refuseMail, false, checkAfter, append([]string{StageReuse, StageMailFrom}, m.fresh...), 1, "421", 3})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+			opts := tt.opts
+			opts.Mode = smtptest.ImplicitTLS
+			srv := smtptest.Start(t, opts)
 			s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, tt.mode)
 			s.pool.checkAfter = tt.checkAfter
 			ctx := testCtx(t, 30*time.Second)
 
 			sendOK(t, ctx, s, "first")
-			if n := srv.Kick(); n != 1 {
-				t.Fatalf("Kick closed %d connections, want the pooled one", n)
+			if tt.kick {
+				if n := srv.Kick(); n != 1 {
+					t.Fatalf("Kick closed %d connections, want the pooled one", n)
+				}
 			}
 			res := sendOK(t, ctx, s, "second")
 			if got := stagesOf(res.Trace); !slices.Equal(got, tt.want) {
 				t.Fatalf("stages %v, want %v", got, tt.want)
 			}
-			if res.Trace[tt.failedStep].Err == "" {
-				t.Errorf("step %+v does not show the dead connection", res.Trace[tt.failedStep])
+			if e := res.Trace[tt.failedStep].Err; e == "" || !strings.Contains(e, tt.wantErr) {
+				t.Errorf("step %+v does not show the failure %q", res.Trace[tt.failedStep], tt.wantErr)
 			}
 			st := srv.State()
 			if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
 				t.Errorf("received %v, want first and second once each", got)
 			}
-			// The MAIL FROM on the dead connection never reached the server.
-			if st.Sessions != 2 || st.MailCmds != 2 {
-				t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 2", st.Sessions, st.MailCmds)
+			if st.Sessions != 2 || st.MailCmds != tt.mailCmds {
+				t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and %d", st.Sessions, st.MailCmds, tt.mailCmds)
 			}
-		})
-	}
-}
-
-// A reused connection that fails at MAIL FROM, before the server could have
-// the mail, sends it once more on a fresh connection: the server dropped the
-// connection, or answered 421 as a server closing a session that sent
-// enough mails does. The second MAIL FROM is the first on the reused
-// connection.
-func TestPoolRetriesOnceWhenPooledConnectionBreaksMidTransaction(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		opts    smtptest.Options
-		wantErr string // in the failed MAIL FROM step
-	}{
-		{"dropped", smtptest.Options{Drop: func(cmd string, n int) bool { return cmd == "MAIL" && n == 2 }}, ""},
-		{"421", smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
-			if n == 2 {
-				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages, closing"}
-			}
-			return nil
-		}}, "421"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			forEachWireMode(t, func(t *testing.T, m wireMode) {
-				opts := tt.opts
-				opts.Mode = smtptest.ImplicitTLS
-				srv := smtptest.Start(t, opts)
-				s := newPooledSender(t, config(srv, SecurityTLS), 2, time.Minute, m)
-				ctx := testCtx(t, 30*time.Second)
-
-				sendOK(t, ctx, s, "first")
-				res := sendOK(t, ctx, s, "second")
-				want := append([]string{StageReuse, StageMailFrom}, m.fresh...)
-				if got := stagesOf(res.Trace); !slices.Equal(got, want) {
-					t.Fatalf("stages %v, want %v", got, want)
-				}
-				if e := res.Trace[1].Err; e == "" || !strings.Contains(e, tt.wantErr) {
-					t.Errorf("MAIL FROM step %+v does not show the failure %q", res.Trace[1], tt.wantErr)
-				}
-				st := srv.State()
-				if got := subjects(t, st.Mails); got["first"] != 1 || got["second"] != 1 || len(st.Mails) != 2 {
-					t.Errorf("received %v, want first and second once each", got)
-				}
-				if st.Sessions != 2 || st.MailCmds != 3 {
-					t.Errorf("server saw %d sessions and %d MAIL FROM, want 2 and 3", st.Sessions, st.MailCmds)
-				}
-			})
 		})
 	}
 }
