@@ -34,8 +34,9 @@ test:
 	scripts/test.sh
 
 # Benchmarks (BENCHMARKS.md): go test -bench over the plugin, its gRPC round
-# trip and SMTP sends, then the pass-through comparison and the load run
-# against real Kratos and Mailpit.
+# trip and SMTP sends, then against real Kratos and Mailpit: pass-through,
+# latency with 50 ms RTT, the recovery burst on sqlite and PostgreSQL (with
+# Kratos's profiles), gateway reset throughput and the load run.
 bench: deps
 	scripts/deps.sh postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/password ./plugin/smtpsend ./host/pluginhost

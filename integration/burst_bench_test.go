@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,10 +57,7 @@ func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { stopGatewayKratos(); saveKratosProfile(b, gwName, profileDir) })
-	native, stopNative, err := env.startKratos(nativeName, "bcrypt", slices.Concat(kratosEnv, nativeEnv, []string{
-		"COURIER_DELIVERY_STRATEGY=smtp",
-		"COURIER_SMTP_CONNECTION_URI=smtps://" + url.QueryEscape(env.smtpUser) + ":" + url.QueryEscape(env.smtpPass) + "@127.0.0.1:" + strconv.Itoa(env.smtpPort) + "/?skip_ssl_verify=true",
-		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com"})...)
+	native, stopNative, err := env.startKratos(nativeName, "bcrypt", slices.Concat(kratosEnv, nativeEnv, nativeSMTPEnv(env.smtpPort))...)
 	if err != nil {
 		b.Fatal(err)
 	}

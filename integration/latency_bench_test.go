@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,20 +63,17 @@ func benchmarkLatency(b *testing.B, target smtpTarget) {
 			b.Fatal(err)
 		}
 	}
-	port := proxy.Listen[strings.LastIndex(proxy.Listen, ":")+1:]
+	port, err := strconv.Atoi(proxy.Listen[strings.LastIndex(proxy.Listen, ":")+1:])
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	// The gateway path: the shared Kratos, a host whose plugin sends through the proxy.
-	cfg := gatewayConfig(hostOptions{enabled: true})
-	cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), "port: "+port, 1)
-	cfg = strings.Replace(cfg, "ca_file: "+env.caFile, "ca_file: "+target.caFile, 1)
-	h, stop := runHostWith(b, writeConfigTB(b, cfg))
+	h, stop := runHostWith(b, writeConfigTB(b, gatewayConfig(hostOptions{enabled: true, smtpPort: port, caFile: target.caFile})))
 	b.Cleanup(stop)
 
 	// The native path: a Kratos of its own with the SMTP courier.
-	native, stopNative, err := env.startKratos("kratos-native-smtp-"+target.name, "bcrypt",
-		"COURIER_DELIVERY_STRATEGY=smtp",
-		"COURIER_SMTP_CONNECTION_URI=smtps://"+url.QueryEscape(env.smtpUser)+":"+url.QueryEscape(env.smtpPass)+"@127.0.0.1:"+port+"/?skip_ssl_verify=true",
-		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com")
+	native, stopNative, err := env.startKratos("kratos-native-smtp-"+target.name, "bcrypt", nativeSMTPEnv(port)...)
 	if err != nil {
 		b.Fatal(err)
 	}

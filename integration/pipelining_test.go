@@ -25,11 +25,7 @@ import (
 // plugin/smtpsend's TestPipelinedEnvelopeIsOneWrite.
 func TestPipeliningSMTPServer(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS, User: env.smtpUser, Password: env.smtpPass})
-	cfg := gatewayConfig(hostOptions{enabled: true})
-	cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", srv.Port), 1)
-	cfg = strings.Replace(cfg, "ca_file: "+env.caFile, "ca_file: "+srv.PKI.CAFile, 1)
-	_, stop := runHostWith(t, writeConfigTB(t, cfg))
-	t.Cleanup(stop)
+	startHost(t, hostOptions{enabled: true, smtpPort: srv.Port, caFile: srv.PKI.CAFile})
 
 	email := uniqueEmail(t)
 	createIdentity(t, email, oldPassword)

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,6 +204,17 @@ func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServ
 	return k, stop, nil
 }
 
+// nativeSMTPEnv switches a Kratos started by startKratos to its own SMTP
+// courier, sending as env.smtpUser over implicit TLS to 127.0.0.1:port.
+func nativeSMTPEnv(port int) []string {
+	return []string{
+		"COURIER_DELIVERY_STRATEGY=smtp",
+		fmt.Sprintf("COURIER_SMTP_CONNECTION_URI=smtps://%s:%s@127.0.0.1:%d/?skip_ssl_verify=true",
+			url.QueryEscape(env.smtpUser), url.QueryEscape(env.smtpPass), port),
+		"COURIER_SMTP_FROM_ADDRESS=no-reply@example.com",
+	}
+}
+
 // renderKratosConfig copies configs/kratos to dst with the gateway's address
 // and API key filled in, as an operator's deployment does.
 func renderKratosConfig(src, dst, gatewayURL, apiKey string) (string, error) {
@@ -362,8 +374,10 @@ func writeTLS(dir string) (certFile, keyFile, caFile string, err error) {
 // hostOptions change the gateway config of one test.
 type hostOptions struct {
 	enabled bool
-	// smtpPort overrides Mailpit's port, e.g. with a closed one.
+	// smtpPort overrides Mailpit's port, e.g. with a closed one or another
+	// server's; caFile the CA that issued that server's certificate.
 	smtpPort int
+	caFile   string
 	// ttl overrides password.ttl (default 1h).
 	ttl string
 	// cooldown overrides password.cooldown (default 60s).
@@ -433,6 +447,9 @@ smtp:
 	}
 	if o.smtpPort != 0 {
 		cfg = strings.Replace(cfg, fmt.Sprintf("port: %d", env.smtpPort), fmt.Sprintf("port: %d", o.smtpPort), 1)
+	}
+	if o.caFile != "" {
+		cfg = strings.Replace(cfg, "ca_file: "+env.caFile, "ca_file: "+o.caFile, 1)
 	}
 	if o.demoUI {
 		cfg += fmt.Sprintf("demo_ui:\n  listen: 127.0.0.1:4455\n  mailpit_url: %s\n", env.mailpitAPI)

@@ -61,21 +61,25 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 	}
 	rcptCmd := "RCPT TO:" + rcpts[0]
 
-	type command struct{ stage, cmd string }
+	// detail is what the trace shows for the command's step.
+	type command struct{ stage, cmd, detail string }
 	var group []command
 	if reset {
-		group = append(group, command{StageReuse, "RSET"})
+		group = append(group, command{StageReuse, "RSET", "pooled connection, RSET pipelined with the envelope"})
 	}
-	group = append(group, command{StageMailFrom, mailCmd}, command{StageRcptTo, rcptCmd}, command{StageData, "DATA"})
+	group = append(group,
+		command{StageMailFrom, mailCmd, mailCmd + " (pipelined with RCPT TO and DATA)"},
+		command{StageRcptTo, rcptCmd, rcptCmd},
+		command{StageData, "DATA", "DATA"})
 	w := conn.smtp.Text.W
 	for _, c := range group {
 		_, _ = w.WriteString(c.cmd)
 		_, _ = w.WriteString("\r\n")
 	}
 	if reset {
-		t.current().Detail = "pooled connection, RSET pipelined with the envelope"
+		t.current().Detail = group[0].detail // the reuse step sendReused began
 	} else {
-		t.begin(StageMailFrom, mailCmd+" (pipelined with RCPT TO and DATA)")
+		t.begin(group[0].stage, group[0].detail)
 	}
 	if err := w.Flush(); err != nil {
 		return "", unsent(ctx, t.stage(), err)
@@ -88,11 +92,7 @@ func (s *Sender) transactPipelined(ctx context.Context, conn *connection, msg *m
 	var refused *StageError
 	for i, c := range group {
 		if i > 0 && refused == nil {
-			detail := c.cmd
-			if c.stage == StageMailFrom {
-				detail += " (pipelined with RCPT TO and DATA)"
-			}
-			t.begin(c.stage, detail)
+			t.begin(c.stage, c.detail)
 		}
 		want := 250
 		switch c.stage {
