@@ -50,6 +50,11 @@ type Config struct {
 	Admin Admin `koanf:"admin"`
 	// DemoUI serves the local stack's self-service pages.
 	DemoUI DemoUI `koanf:"demo_ui"`
+	// TLS is the certificate of the listen, gate.listen and admin.listen
+	// listeners (see listeners.go).
+	TLS TLS `koanf:"tls"`
+	// Gate is GET /gate's own listener (see listeners.go).
+	Gate Gate `koanf:"gate"`
 
 	// PluginConfig is the password, smtp and template sections as JSON, passed
 	// to the plugin's Configure.
@@ -314,6 +319,7 @@ func (c *Config) Validate() error {
 			add("demo_ui.listen: %q is not host:port (e.g. 127.0.0.1:4455)", c.DemoUI.Listen)
 		}
 	}
+	p = append(p, c.listenerProblems()...)
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q is not json or text", c.Log.Format)
 	}

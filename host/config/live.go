@@ -64,6 +64,10 @@ var restartOnly = []struct {
 	{"plugin.sha256", func(c *Config) any { return c.Plugin.SHA256 }},
 	{"admin.listen", func(c *Config) any { return c.Admin.Listen }},
 	{"demo_ui.listen", func(c *Config) any { return c.DemoUI.Listen }},
+	{"gate.listen", func(c *Config) any { return c.Gate.Listen }},
+	// The paths are bound at start; the files' content reloads (host/listen).
+	{"tls.cert_file", func(c *Config) any { return c.TLS.CertFile }},
+	{"tls.key_file", func(c *Config) any { return c.TLS.KeyFile }},
 }
 
 // Reloader re-reads the config file when it changes.
@@ -111,6 +115,7 @@ func (r *Reloader) reload(ctx context.Context) error {
 		}
 	}
 	next.Listen, next.Plugin, next.Admin.Listen, next.DemoUI.Listen = prev.Listen, prev.Plugin, prev.Admin.Listen, prev.DemoUI.Listen
+	next.Gate.Listen, next.TLS = prev.Gate.Listen, prev.TLS
 	warnings, err := r.Apply(ctx, next)
 	if err != nil {
 		return fmt.Errorf("plugin refused its sections: %w", err)
