@@ -21,7 +21,7 @@ import (
 
 // Resetter is the recovery path the run uses for every identity.
 type Resetter interface {
-	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error)
+	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Result, error)
 }
 
 // Lookup is what the run reads from Kratos's admin API.
@@ -68,8 +68,6 @@ type Options struct {
 	RunID       string
 	DryRun      bool
 	Concurrency int
-	// Secret keys the per-identity message key of the run (webhook.api_key).
-	Secret string
 	Policy recovery.Policy
 	// Progress is told after each identity; done counts all finished ones.
 	Progress func(done int, total int, r Result)
@@ -171,17 +169,17 @@ func resetOne(ctx context.Context, ids Lookup, resets Resetter, id string, opts 
 		}
 		return Result{IdentityID: id, Outcome: "would-reset", Reason: "mail to " + ident.RecoveryAddresses[0]}
 	}
-	out, err := resets.Reset(ctx, recovery.Request{
+	res, err := resets.Reset(ctx, recovery.Request{
 		IdentityID: id,
 		Trigger:    "admin",
-		MessageKey: recovery.MessageKey(opts.Secret, id, "admin-run:"+opts.RunID),
+		Message:    "admin-run:" + opts.RunID,
 	}, opts.Policy)
 	switch {
 	case err != nil:
 		return Result{IdentityID: id, Outcome: "failed", Reason: reason(err)}
-	case out == recovery.OutcomeDuplicate:
+	case res.Outcome == recovery.OutcomeDuplicate:
 		return Result{IdentityID: id, Outcome: "skipped", Reason: "already reset by this run"}
-	case out == recovery.OutcomeCooldown:
+	case res.Outcome == recovery.OutcomeCooldown:
 		return Result{IdentityID: id, Outcome: "skipped", Reason: "reset within password.cooldown"}
 	default:
 		return Result{IdentityID: id, Outcome: "reset"}

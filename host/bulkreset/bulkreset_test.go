@@ -61,7 +61,7 @@ type resetter struct {
 	peak     int
 }
 
-func (r *resetter) Reset(ctx context.Context, req recovery.Request, _ recovery.Policy) (recovery.Outcome, error) {
+func (r *resetter) Reset(ctx context.Context, req recovery.Request, _ recovery.Policy) (recovery.Result, error) {
 	r.mu.Lock()
 	r.inFlight++
 	r.peak = max(r.peak, r.inFlight)
@@ -71,18 +71,20 @@ func (r *resetter) Reset(ctx context.Context, req recovery.Request, _ recovery.P
 	time.Sleep(time.Millisecond) // let concurrent resets overlap
 
 	if _, err := r.kratos.Identity(ctx, req.IdentityID); err != nil {
-		return "", err
+		return recovery.Result{}, err
 	}
 	if req.IdentityID == r.failFor {
-		return "", errors.New("send temporary password mail: smtp connect: connection refused")
+		return recovery.Result{}, errors.New("send temporary password mail: smtp connect: connection refused")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.handled[req.MessageKey] {
-		return recovery.OutcomeDuplicate, nil
+	// Like recovery.Service, a message is handled once per identity.
+	key := req.IdentityID + "\x00" + req.Message
+	if r.handled[key] {
+		return recovery.Result{Outcome: recovery.OutcomeDuplicate}, nil
 	}
-	r.handled[req.MessageKey] = true
-	return recovery.OutcomeSent, nil
+	r.handled[key] = true
+	return recovery.Result{Outcome: recovery.OutcomeSent}, nil
 }
 
 func setup(n int) (*kratos, *resetter) {
@@ -100,7 +102,7 @@ func TestRunFileWithUnknownAndFailingIdentities(t *testing.T) {
 	file := "# breach 2026-11\nid-000\nid-001\n\nid-001\nid-404\nid-003\n"
 	var progress []int
 	sum, err := Run(context.Background(), k, r, Selection{File: strings.NewReader(file)}, Options{
-		RunID: "run1", Concurrency: 2, Secret: "s",
+		RunID: "run1", Concurrency: 2,
 		Progress: func(done, total int, _ Result) { progress = append(progress, done*100+total) },
 	})
 	if err != nil {
@@ -120,7 +122,7 @@ func TestRunFileWithUnknownAndFailingIdentities(t *testing.T) {
 		t.Errorf("progress (done*100+total) (-want +got):\n%s", diff)
 	}
 	for _, req := range r.reqs {
-		if req.Trigger != "admin" || req.Recipient != "" || req.MessageKey == "" {
+		if req.Trigger != "admin" || req.Recipient != "" || req.Message == "" {
 			t.Errorf("request %+v, want an admin reset to the first recovery address with a run key", req)
 		}
 	}
@@ -130,7 +132,7 @@ func TestRunFileWithUnknownAndFailingIdentities(t *testing.T) {
 func TestRunResumes(t *testing.T) {
 	t.Parallel()
 	k, r := setup(6)
-	opts := Options{RunID: "run1", Concurrency: 3, Secret: "s"}
+	opts := Options{RunID: "run1", Concurrency: 3}
 	if _, err := Run(context.Background(), k, r, Selection{ID: "id-002"}, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestRunResumes(t *testing.T) {
 	if sum.Count("reset") != 5 || sum.Count("skipped") != 1 || sum.Skipped()[0].IdentityID != "id-002" {
 		t.Errorf("resumed run %+v, want 5 reset and id-002 skipped", sum)
 	}
-	again, _ := Run(context.Background(), k, r, Selection{All: true, PageSize: 4}, Options{RunID: "run2", Concurrency: 3, Secret: "s"})
+	again, _ := Run(context.Background(), k, r, Selection{All: true, PageSize: 4}, Options{RunID: "run2", Concurrency: 3})
 	if again.Count("reset") != 6 {
 		t.Errorf("a new run id resets again: %+v", again)
 	}

@@ -100,7 +100,6 @@ func reset(ctx context.Context, env Env, args []string) error {
 		RunID:       *runID,
 		DryRun:      *dryRun,
 		Concurrency: *conc,
-		Secret:      cfg.Webhook.APIKey,
 		Policy:      adminPolicy(cfg),
 		Progress:    progress,
 	})
@@ -120,6 +119,7 @@ func adminPolicy(cfg *config.Config) recovery.Policy {
 		TTL:            cfg.Password.TTL,
 		Cooldown:       cfg.Password.Cooldown,
 		KeepCurrent:    false,
+		Keys:           cfg.Keyring,
 		RevokeSessions: true,
 		LoginURL:       cfg.Kratos.LoginUIURL,
 		KratosTimeout:  cfg.Timeouts.Kratos,

@@ -91,9 +91,10 @@ type Password struct {
 	TTL time.Duration `koanf:"ttl"`
 	// Cooldown is the least time between two mailed resets of one identity.
 	Cooldown time.Duration `koanf:"cooldown"`
-	// KeepCurrentUntilUsed keeps the current password working until the
-	// temporary one is used, so nobody can lock a user out by asking for a
-	// recovery in their name.
+	// KeepCurrentUntilUsed is kept so existing files still load: self-service
+	// recovery always keeps the current password until the temporary one is
+	// used, since anyone who knows an address can start one. false only
+	// earns a warning (Warnings).
 	KeepCurrentUntilUsed bool `koanf:"keep_current_until_used"`
 	// RevokeSessions ends the identity's other sessions when the temporary
 	// password is used (at once, when it replaces the password at once).
@@ -138,7 +139,15 @@ type DemoUI struct {
 type Timeouts struct {
 	Kratos time.Duration `koanf:"kratos"`
 	SMTP   time.Duration `koanf:"smtp"`
+	// Courier bounds the whole answer to one courier message; it stays
+	// below the 10 s after which Kratos v26's courier gives up and retries.
+	Courier time.Duration `koanf:"courier"`
 }
+
+// MaxCourierTimeout keeps every /courier answer inside the smallest courier
+// deadline of the supported Kratos versions (v26: 10 s; v1.3.1: 30 s), with
+// a margin for the network and Kratos's own work.
+const MaxCourierTimeout = 9 * time.Second
 
 // defaults mirror configs/gateway.yaml, so a minimal file still works. The
 // plugin defaults its own sections (smtp.port follows smtp.security).
@@ -160,6 +169,7 @@ func defaults() map[string]any {
 		"log.level":                        "info",
 		"timeouts.kratos":                  "3s",
 		"timeouts.smtp":                    "5s",
+		"timeouts.courier":                 "8s",
 	}
 }
 
@@ -295,8 +305,8 @@ func (c *Config) Validate() error {
 	if c.Password.Cooldown < 0 || c.Password.Cooldown > 24*time.Hour {
 		add("password.cooldown: %s is outside 0s..24h (0s turns it off)", c.Password.Cooldown)
 	}
-	if c.Password.KeepCurrentUntilUsed && len(c.Secrets.Cipher) == 0 {
-		add("secrets.cipher: required while password.keep_current_until_used is true; set GATEWAY_SECRETS__CIPHER to %d+ random characters", sealing.MinSecretLength)
+	if len(c.Secrets.Cipher) == 0 {
+		add("secrets.cipher: required (it seals the current password of a pending reset and keys the digests of Kratos's messages); set GATEWAY_SECRETS__CIPHER to %d+ random characters", sealing.MinSecretLength)
 	}
 	if _, err := sealing.New(c.Secrets.Cipher); len(c.Secrets.Cipher) > 0 && err != nil {
 		add("%v", err)
@@ -334,10 +344,23 @@ func (c *Config) Validate() error {
 			add("%s: %s is outside (0s, 1m]", t.key, t.val)
 		}
 	}
+	if c.Timeouts.Courier < time.Second || c.Timeouts.Courier > MaxCourierTimeout {
+		add("timeouts.courier: %s is outside 1s..%s (Kratos v26's courier gives up after 10s and sends the message again)", c.Timeouts.Courier, MaxCourierTimeout)
+	}
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
 	return nil
+}
+
+// Warnings are what an operator should hear about a valid config, logged at
+// start and on every reload. They never hold a value of the config.
+func (c *Config) Warnings() []string {
+	var w []string
+	if !c.Password.KeepCurrentUntilUsed {
+		w = append(w, "password.keep_current_until_used: false is no longer honoured: self-service recovery always keeps the current password until the temporary one is used, because anyone who knows an address can start one; admin resets (gateway reset, the admin API) still replace it at once. Remove the key.")
+	}
+	return w
 }
 
 func checkURL(s string) error {

@@ -41,7 +41,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		Password: Password{Length: 16, TTL: time.Hour, Cooldown: time.Minute, KeepCurrentUntilUsed: true, RevokeSessions: true},
 		Secrets:  Secrets{Cipher: []string{"0123456789abcdef0123456789abcdef-cipher"}},
 		Log:      Log{Format: "json", Level: "info"},
-		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second},
+		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second, Courier: 8 * time.Second},
 	}
 	if diff := cmp.Diff(want, *c, cmpIgnorePluginConfig); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -105,6 +105,9 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown key", minimal + "enabeld: true", nil, "unknown key(s) enabeld"},
 		{"short cipher key", minimal, []string{"GATEWAY_SECRETS__CIPHER=short"}, "secrets.cipher[0]"},
 		{"cipher missing", "webhook: {api_key: 0123456789abcdef-secret}", nil, "secrets.cipher: required"},
+		{"cipher missing with keep_current_until_used false", "webhook: {api_key: 0123456789abcdef-secret}\npassword: {keep_current_until_used: false}", nil, "secrets.cipher: required"},
+		{"courier timeout above Kratos v26's 10s", minimal + "timeouts: {courier: 10s}", nil, "timeouts.courier:"},
+		{"courier timeout too short", minimal + "timeouts: {courier: 500ms}", nil, "timeouts.courier:"},
 		{"not yaml", "webhook: [", nil, "parse config YAML"},
 	}
 	for _, tt := range tests {
@@ -154,5 +157,25 @@ func TestShippedConfigParsesOnceTheSecretIsSet(t *testing.T) {
 	}
 	if !c.Enabled || c.Listen != "127.0.0.1:8080" || len(c.Secrets.Cipher) != 2 {
 		t.Errorf("shipped config = %+v, want enabled on 127.0.0.1:8080 with two cipher keys from the environment", c)
+	}
+}
+
+// keep_current_until_used: false still loads (old files keep working) but
+// earns a warning, since self-service recovery no longer honours it.
+func TestKeepCurrentFalseWarns(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(minimal+"password: {keep_current_until_used: false}"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "password.keep_current_until_used") {
+		t.Errorf("warnings = %q, want one naming password.keep_current_until_used", w)
+	}
+	c, err = Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings of the default config = %q, want none", w)
 	}
 }

@@ -121,7 +121,7 @@ func (r *Reloader) reload(ctx context.Context) error {
 		return fmt.Errorf("plugin refused its sections: %w", err)
 	}
 	r.Store.cur.Store(next)
-	for _, w := range warnings {
+	for _, w := range append(next.Warnings(), warnings...) {
 		r.Log.Warn("security warning", "warning", w)
 	}
 	r.Log.Info("config reloaded", "event", "config_reload", "result", "applied", "path", r.Path, "changed", changedKeys(prev, next), "enabled", next.Enabled)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"net/http"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
@@ -18,8 +17,7 @@ func (s *Server) AdminHandler() http.Handler {
 
 func (s *Server) adminAuthenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := s.config().Admin.APIKey
-		if key == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+key)) != 1 {
+		if !bearerMatches(r, s.config().Admin.APIKey) {
 			s.log.Warn("admin request refused: missing or wrong admin API key", "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, "missing or wrong admin API key: send \"Authorization: Bearer <admin.api_key>\"")
 			return
@@ -46,17 +44,21 @@ func (s *Server) adminReset(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	pol := policy(cfg)
 	pol.KeepCurrent, pol.RevokeSessions = false, true
-	outcome, err := s.reset.Reset(r.Context(), recovery.Request{IdentityID: id, Recipient: body.Recipient, Trigger: "admin-api"}, pol)
+	res, err := s.reset.Reset(r.Context(), recovery.Request{IdentityID: id, Recipient: body.Recipient, Trigger: "admin-api"}, pol)
 	if err != nil {
 		status := statusOf(err)
-		s.observe.Reset("admin-api", string(recovery.OutcomeFailed))
+		s.observe.Reset("admin-api", string(recovery.OutcomeFailed), "")
 		writeError(w, status, err.Error())
 		return
 	}
-	s.observe.Reset("admin-api", string(outcome))
+	s.observe.Reset("admin-api", string(res.Outcome), res.Reason)
 	status := http.StatusOK
-	if outcome == recovery.OutcomeCooldown {
+	if res.Outcome == recovery.OutcomeCooldown {
 		status = http.StatusConflict
 	}
-	writeJSON(w, status, map[string]string{"identity_id": id, "outcome": string(outcome)})
+	answer := map[string]string{"identity_id": id, "outcome": string(res.Outcome)}
+	if res.Reason != "" {
+		answer["reason"] = res.Reason
+	}
+	writeJSON(w, status, answer)
 }

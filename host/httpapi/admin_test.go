@@ -22,8 +22,8 @@ const adminKey = "admin-api-key-9876543210"
 // cooldownResetter answers every reset with the cooldown outcome.
 type cooldownResetter struct{ recorder }
 
-func (c *cooldownResetter) Reset(context.Context, recovery.Request, recovery.Policy) (recovery.Outcome, error) {
-	return recovery.OutcomeCooldown, nil
+func (c *cooldownResetter) Reset(context.Context, recovery.Request, recovery.Policy) (recovery.Result, error) {
+	return recovery.Result{Outcome: recovery.OutcomeCooldown, Reason: recovery.ReasonPending}, nil
 }
 
 func adminServer(rec Resetter) http.Handler {

@@ -94,9 +94,13 @@ func FuzzSettingsHook(f *testing.F) {
 			if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil {
 				t.Fatalf("reply is not JSON: %v", err)
 			}
-			if reply.Identity != nil {
+			if reply.Identity != nil && reply.Identity.MetadataPublic != nil {
+				var meta map[string]any
+				if err := json.Unmarshal(reply.Identity.MetadataPublic, &meta); err != nil {
+					t.Fatalf("metadata_public in the reply is not an object: %v", err)
+				}
 				for _, k := range []string{"password_change_required", "temporary_password_expires_at"} {
-					if _, ok := reply.Identity.MetadataPublic[k]; ok {
+					if _, ok := meta[k]; ok {
 						t.Fatalf("the reply keeps %s", k)
 					}
 				}

@@ -57,8 +57,8 @@ func (s *Server) loginHook(w http.ResponseWriter, r *http.Request) {
 
 // settingsHook runs before Kratos persists a new password (settings after
 // password web hook with response.parse): the answer's metadata_public,
-// without the change-required keys, is written in the same identity write as
-// the password.
+// without the change-required keys, and metadata_admin, without a pending
+// reset, are written in the same identity write as the password.
 func (s *Server) settingsHook(w http.ResponseWriter, r *http.Request) {
 	var body hookBody
 	if status, err := readJSON(w, r, &body); err != nil {
@@ -67,7 +67,7 @@ func (s *Server) settingsHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.Identity == nil || body.Identity.ID == "" {
-		writeError(w, http.StatusBadRequest, "body has no identity: pass ctx.identity (configs/kratos/settings-hook.jsonnet)")
+		writeError(w, http.StatusBadRequest, "body has no identity: pass ctx.identity (configs/kratos/identity-hook.jsonnet)")
 		return
 	}
 	if body.Identity.MetadataPublic == nil {
@@ -79,16 +79,31 @@ func (s *Server) settingsHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	var reply settingsIdentity
+	// A failure here must not stop the user from choosing a password: a
+	// pending reset left behind is never reused once Kratos stores the new
+	// hash, so the hook only logs it.
+	if admin, err := s.reset.PasswordChanged(r.Context(), body.Identity.ID, policy(s.config())); err != nil {
+		s.log.Warn("settings hook: cannot clear a pending reset; the password change goes on", "identity_id", body.Identity.ID, "error", err.Error())
+	} else {
+		reply.MetadataAdmin = admin
+	}
 	_, flagged := meta[recovery.KeyChangeRequired]
 	_, expiring := meta[recovery.KeyExpiresAt]
-	if !flagged && !expiring {
+	if flagged || expiring {
+		delete(meta, recovery.KeyChangeRequired)
+		delete(meta, recovery.KeyExpiresAt)
+		if reply.MetadataPublic, err = json.Marshal(meta); err != nil {
+			writeError(w, http.StatusInternalServerError, "encode metadata_public")
+			return
+		}
+		s.log.Info("new password set; change-required flag cleared", "event", "password_changed", "identity_id", body.Identity.ID)
+	}
+	if reply.MetadataPublic == nil && reply.MetadataAdmin == nil {
 		writeJSON(w, http.StatusOK, settingsReply{})
 		return
 	}
-	delete(meta, recovery.KeyChangeRequired)
-	delete(meta, recovery.KeyExpiresAt)
-	s.log.Info("new password set; change-required flag cleared", "event", "password_changed", "identity_id", body.Identity.ID)
-	writeJSON(w, http.StatusOK, settingsReply{Identity: &settingsIdentity{MetadataPublic: meta}})
+	writeJSON(w, http.StatusOK, settingsReply{Identity: &reply})
 }
 
 // metadataObject reads Kratos's metadata_public, which is null or an object.

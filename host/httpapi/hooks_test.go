@@ -108,12 +108,37 @@ func TestLoginHook(t *testing.T) {
 
 func TestSettingsHookClearsOnlyTheFlag(t *testing.T) {
 	t.Parallel()
+	pendingCleared := map[string]any{"crm": 1, "email_gateway": map[string]any{"settled": "changed"}}
 	tests := []struct {
 		name       string
 		body       string
 		wantStatus int
 		want       string
+		changed    map[string]any // what PasswordChanged answers
+		changedErr error
 	}{
+		{
+			name:       "pending reset cleared in metadata_admin",
+			body:       `{"identity":{"id":"id-1","metadata_public":null}}`,
+			changed:    pendingCleared,
+			wantStatus: 200,
+			want:       `{"identity":{"metadata_admin":{"crm":1,"email_gateway":{"settled":"changed"}}}}`,
+		},
+		{
+			name:       "flag and pending reset cleared together",
+			body:       `{"identity":{"id":"id-1","metadata_public":{"password_change_required":true,"plan":"pro"}}}`,
+			changed:    pendingCleared,
+			wantStatus: 200,
+			want:       `{"identity":{"metadata_public":{"plan":"pro"},"metadata_admin":{"crm":1,"email_gateway":{"settled":"changed"}}}}`,
+		},
+		{
+			// Kratos unreachable: the user's new password still goes in.
+			name:       "metadata_admin unreadable",
+			body:       `{"identity":{"id":"id-1","metadata_public":{"password_change_required":true}}}`,
+			changedErr: errors.New("get identity: kratos admin API unavailable"),
+			wantStatus: 200,
+			want:       `{"identity":{"metadata_public":{}}}`,
+		},
 		{
 			name:       "flag cleared, other keys kept",
 			body:       `{"identity":{"id":"id-1","metadata_public":{"password_change_required":true,"temporary_password_expires_at":"2026-11-26T22:00:00Z","plan":"pro"}}}`,
@@ -132,15 +157,15 @@ func TestSettingsHookClearsOnlyTheFlag(t *testing.T) {
 			wantStatus: 200,
 			want:       `{}`,
 		},
-		{"no identity", `{"flow":{}}`, 400, "no identity"},
-		{"metadata missing", `{"identity":{"id":"id-1"}}`, 400, "metadata_public is missing"},
-		{"metadata not an object", `{"identity":{"id":"id-1","metadata_public":"x"}}`, 400, "not a JSON object"},
-		{"wrong type", `{"identity":{"id":7}}`, 400, "field identity.id must be a JSON string"},
+		{"no identity", `{"flow":{}}`, 400, "no identity", nil, nil},
+		{"metadata missing", `{"identity":{"id":"id-1"}}`, 400, "metadata_public is missing", nil, nil},
+		{"metadata not an object", `{"identity":{"id":"id-1","metadata_public":"x"}}`, 400, "not a JSON object", nil, nil},
+		{"wrong type", `{"identity":{"id":7}}`, 400, "field identity.id must be a JSON string", nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h, _ := newServer(t, true, &recorder{})
+			h, _ := newServer(t, true, &recorder{changed: tt.changed, changedErr: tt.changedErr})
 			w := hook(h, "/hooks/settings", "Bearer "+apiKey, []byte(tt.body))
 			if w.Code != tt.wantStatus {
 				t.Fatalf("HTTP %d %s, want %d", w.Code, w.Body, tt.wantStatus)

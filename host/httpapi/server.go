@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -27,8 +28,9 @@ const MaxBodyBytes = 1 << 20
 
 // Resetter performs a recovery reset and settles it at login.
 type Resetter interface {
-	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error)
+	Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Result, error)
 	CheckPassword(ctx context.Context, identifier, password string, pol recovery.Policy) (recovery.Verdict, error)
+	PasswordChanged(ctx context.Context, identityID string, pol recovery.Policy) (map[string]any, error)
 }
 
 // Sender delivers a mail Kratos rendered.
@@ -45,7 +47,9 @@ type Check struct {
 // Observer counts what the handlers do (see package metrics).
 type Observer interface {
 	Message(templateType, outcome string)
-	Reset(trigger, outcome string)
+	// Reset counts one reset; reason is empty or one of recovery's Reason
+	// constants.
+	Reset(trigger, outcome, reason string)
 	PasswordHook(verdict string)
 }
 
@@ -100,19 +104,28 @@ func (s *Server) Handler() http.Handler {
 }
 
 // authenticated refuses a request without the configured bearer key before
-// its body is read. The comparison is constant-time so the key cannot be
-// guessed byte by byte from response times.
+// its body is read.
 func (s *Server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := "Bearer " + s.config().Webhook.APIKey
-		got := r.Header.Get("Authorization")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		if !bearerMatches(r, s.config().Webhook.APIKey) {
 			s.log.Warn("request refused: missing or wrong API key", "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API key: send \"Authorization: Bearer <webhook.api_key>\"")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerMatches compares the request's bearer key with key as fixed-length
+// digests in constant time: neither the key's bytes nor its length can be
+// learnt from response times. An empty key matches nothing.
+func bearerMatches(r *http.Request, key string) bool {
+	if key == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+	want := sha256.Sum256([]byte("Bearer " + key))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
@@ -134,46 +147,69 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	ctx, split := timing.Start(r.Context())
 	start := time.Now()
 
+	// The whole answer has one deadline below the courier's own: Kratos
+	// v26 gives up on a delivery after 10 s (v1.3.1 after 30 s) and then
+	// retries, so a message must never still be in the gateway's hands
+	// when Kratos sends it again.
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.Courier)
+	defer cancel()
+
+	delivery := "as_rendered"
 	if isRecovery(msg.TemplateType) && cfg.Enabled {
 		identityID := msg.TemplateData.Identity.ID
-		outcome, err := s.reset.Reset(ctx, recovery.Request{
+		res, err := s.reset.Reset(ctx, recovery.Request{
 			IdentityID: identityID,
 			Recipient:  msg.Recipient,
 			Trigger:    "self-service",
-			MessageKey: recovery.MessageKey(cfg.Webhook.APIKey, identityID, msg.TemplateData.RecoveryCode+msg.TemplateData.RecoveryURL),
+			Message:    msg.TemplateData.RecoveryCode + msg.TemplateData.RecoveryURL,
 		}, policy(cfg))
 		if err != nil {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
 				"kratos_retries", status >= 500)
 			s.observe.Message(msg.TemplateType, "failed")
-			s.observe.Reset("self-service", string(recovery.OutcomeFailed))
+			s.observe.Reset("self-service", string(recovery.OutcomeFailed), "")
 			writeError(w, status, err.Error())
 			return
 		}
-		s.observe.Message(msg.TemplateType, string(outcome))
-		s.observe.Reset("self-service", string(outcome))
-		logHandled(log, string(outcome), start, split)
-		// Duplicates and cooldowns are answered 2xx too: a retry would change
-		// nothing, and the mail the user already has stays valid.
-		writeJSON(w, http.StatusOK, map[string]string{"status": string(outcome), "delivery": "temporary_password"})
-		return
+		s.observe.Reset("self-service", string(res.Outcome), res.Reason)
+		if res.Outcome != recovery.OutcomeKratosMessage {
+			s.observe.Message(msg.TemplateType, string(res.Outcome))
+			logHandled(log, string(res.Outcome), start, split)
+			// Duplicates and cooldowns are answered 2xx too: a retry would
+			// change nothing, and the mail the user already has stays valid.
+			answer := map[string]string{"status": string(res.Outcome), "delivery": "temporary_password"}
+			if res.Reason != "" {
+				answer["reason"] = res.Reason
+			}
+			writeJSON(w, http.StatusOK, answer)
+			return
+		}
+		// The gateway cannot take this recovery over safely: Kratos's own
+		// message (its code or link) goes out, so the user still recovers.
+		delivery = "kratos_message"
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.SMTP)
-	defer cancel()
-	resp, err := s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
+	resp, err := withTimeout(ctx, cfg.Timeouts.SMTP, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
+		return s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
+	})
 	if err != nil {
 		status := statusOf(err)
-		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", status >= 500)
+		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", status >= 500, "delivery", delivery)
 		s.observe.Message(msg.TemplateType, "failed")
 		writeError(w, status, fmt.Sprintf("send mail: %v", err))
 		return
 	}
-	s.observe.Message(msg.TemplateType, "as_rendered")
-	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply)
-	logHandled(log, "as_rendered", start, split)
-	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": "as_rendered"})
+	s.observe.Message(msg.TemplateType, delivery)
+	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply, "delivery", delivery)
+	logHandled(log, delivery, start, split)
+	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": delivery})
+}
+
+func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx)
 }
 
 // logHandled writes where a handled message's time went: waiting on Kratos,
@@ -185,12 +221,14 @@ func logHandled(log *slog.Logger, outcome string, start time.Time, split *timing
 		"kratos_us", kratos.Microseconds(), "plugin_us", plugin.Microseconds(), "own_us", (total - kratos - plugin).Microseconds())
 }
 
-// policy is the reset policy of one config snapshot.
+// policy is the reset policy of one config snapshot. Self-service recovery
+// always keeps the current password until the temporary one is used:
+// anyone who knows an address can ask for it.
 func policy(cfg *config.Config) recovery.Policy {
 	return recovery.Policy{
 		TTL:            cfg.Password.TTL,
 		Cooldown:       cfg.Password.Cooldown,
-		KeepCurrent:    cfg.Password.KeepCurrentUntilUsed,
+		KeepCurrent:    true,
 		Keys:           cfg.Keyring,
 		RevokeSessions: cfg.Password.RevokeSessions,
 		LoginURL:       cfg.Kratos.LoginUIURL,

@@ -23,11 +23,20 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/sdktest"
 )
 
 const apiKey = "test-api-key-0123456789"
+
+var testKeys = func() *sealing.Keyring {
+	k, err := sealing.New([]string{"0123456789abcdef0123456789abcdef-test"})
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // recorder stands in for the recovery service and the plugin, recording
 // what the handler asked of them.
@@ -42,17 +51,29 @@ type recorder struct {
 	sent     []*sdk.SendMessageRequest
 	resetErr error
 	sendErr  error
+	// result is what Reset answers; the zero value is "sent".
+	result recovery.Result
+	// changed and changedErr are what PasswordChanged answers.
+	changed    map[string]any
+	changedErr error
 }
 
-func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.Policy) (recovery.Outcome, error) {
+func (r *recorder) Reset(_ context.Context, req recovery.Request, pol recovery.Policy) (recovery.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resets = append(r.resets, req)
 	r.policies = append(r.policies, pol)
 	if r.resetErr != nil {
-		return "", r.resetErr
+		return recovery.Result{}, r.resetErr
 	}
-	return recovery.OutcomeSent, nil
+	if r.result.Outcome == "" {
+		return recovery.Result{Outcome: recovery.OutcomeSent}, nil
+	}
+	return r.result, nil
+}
+
+func (r *recorder) PasswordChanged(context.Context, string, recovery.Policy) (map[string]any, error) {
+	return r.changed, r.changedErr
 }
 
 func (r *recorder) CheckPassword(_ context.Context, identifier, _ string, _ recovery.Policy) (recovery.Verdict, error) {
@@ -80,7 +101,8 @@ func testConfig(enabled bool) *config.Config {
 		Webhook:  config.Webhook{APIKey: apiKey},
 		Kratos:   config.Kratos{LoginUIURL: "http://127.0.0.1:4455/login", SettingsUIURL: "http://127.0.0.1:4455/settings"},
 		Password: config.Password{TTL: time.Hour, Cooldown: time.Minute, KeepCurrentUntilUsed: true, RevokeSessions: true},
-		Timeouts: config.Timeouts{Kratos: time.Second, SMTP: time.Second},
+		Timeouts: config.Timeouts{Kratos: time.Second, SMTP: time.Second, Courier: 8 * time.Second},
+		Keyring:  testKeys,
 	}
 }
 
@@ -145,17 +167,75 @@ func TestRecoveryBecomesAReset(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service",
-		MessageKey: recovery.MessageKey(apiKey, "6da9db03-4d06-4da9-9684-9133a883a5fa", "693553")}}
+		Message: "693553"}}
 	if diff := cmp.Diff(want, rec.resets); diff != "" {
 		t.Errorf("resets (-want +got):\n%s", diff)
 	}
-	wantPol := recovery.Policy{TTL: time.Hour, Cooldown: time.Minute, KeepCurrent: true, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
-	if diff := cmp.Diff(wantPol, rec.policies[0]); diff != "" {
+	wantPol := recovery.Policy{TTL: time.Hour, Cooldown: time.Minute, KeepCurrent: true, Keys: testKeys, RevokeSessions: true, LoginURL: "http://127.0.0.1:4455/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	if diff := cmp.Diff(wantPol, rec.policies[0], cmp.Comparer(func(a, b *sealing.Keyring) bool { return a == b })); diff != "" {
 		t.Errorf("policy (-want +got):\n%s", diff)
 	}
 	if len(rec.sent) != 0 {
 		t.Errorf("the handler sent %d mails itself; the reset sends the only one", len(rec.sent))
 	}
+}
+
+// When the gateway cannot take a recovery over (the reset changed nothing),
+// Kratos's own message goes out as Kratos rendered it, and only a mail the
+// SMTP server accepted is answered 2xx.
+func TestRecoveryLeftToKratosSendsKratosMessage(t *testing.T) {
+	t.Parallel()
+	for _, sendErr := range []error{nil, fmt.Errorf("smtp connect: %w", sdk.ErrUnavailable)} {
+		rec := &recorder{result: recovery.Result{Outcome: recovery.OutcomeKratosMessage, Reason: recovery.ReasonUnverifiableHash}, sendErr: sendErr}
+		h, logs := newServer(t, true, rec)
+		w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t)))
+		if sendErr != nil {
+			if w.Code != http.StatusServiceUnavailable {
+				t.Errorf("SMTP down: HTTP %d %s, want 503 so Kratos retries", w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"delivery":"kratos_message"`) {
+			t.Fatalf("HTTP %d %s, want 200 with delivery kratos_message", w.Code, w.Body)
+		}
+		want := &sdk.RenderedMessage{Subject: "Recover access to your account",
+			TextBody: "Hi,\n\nplease recover access to your account by entering the following code:\n\n693553\n"}
+		if len(rec.sent) != 1 || rec.sent[0].Password != nil || !cmp.Equal(want, rec.sent[0].Rendered) || rec.sent[0].Recipient != "alice@example.com" {
+			t.Errorf("sent %+v, want Kratos's own message to the recipient", rec.sent)
+		}
+		if !strings.Contains(logs.String(), `"delivery":"kratos_message"`) {
+			t.Errorf("the log does not say Kratos's message went out:\n%s", logs)
+		}
+	}
+}
+
+// The whole courier answer has a deadline below Kratos v26's 10 s.
+func TestCourierDeadline(t *testing.T) {
+	t.Parallel()
+	var deadline time.Time
+	rec := &recorder{}
+	s := &deadlineRecorder{recorder: rec, deadline: &deadline}
+	cfg := testConfig(true)
+	m := metrics.New(func() int { return 0 })
+	hh := New(Deps{Config: func() *config.Config { return cfg }, Reset: s, Send: rec.sender(), Sessions: rec, Now: time.Now,
+		Log: slog.New(slog.DiscardHandler), Observer: m, Metrics: m.Handler()}).Handler()
+	before := time.Now()
+	if w := post(hh, "Bearer "+apiKey, bytes.NewReader(sample(t))); w.Code != http.StatusOK {
+		t.Fatalf("HTTP %d", w.Code)
+	}
+	if deadline.IsZero() || deadline.After(before.Add(config.MaxCourierTimeout)) {
+		t.Errorf("the reset ran with deadline %v, want one within %s of the request", deadline, config.MaxCourierTimeout)
+	}
+}
+
+type deadlineRecorder struct {
+	*recorder
+	deadline *time.Time
+}
+
+func (d *deadlineRecorder) Reset(ctx context.Context, req recovery.Request, pol recovery.Policy) (recovery.Result, error) {
+	*d.deadline, _ = ctx.Deadline()
+	return d.recorder.Reset(ctx, req, pol)
 }
 
 func TestOtherMailsGoOutAsKratosRenderedThem(t *testing.T) {

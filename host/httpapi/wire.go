@@ -51,14 +51,18 @@ type hookIdentity struct {
 }
 
 // settingsReply is a 200 answer to a web hook with response.parse: Kratos
-// replaces the identity's metadata_public with this one before it persists
-// the new password (parseWebhookResponse).
+// replaces the identity's metadata_public and metadata_admin with the ones
+// given here, each only when it is a non-empty JSON value, before it
+// persists the new password (parseWebhookResponse).
 type settingsReply struct {
 	Identity *settingsIdentity `json:"identity,omitempty"`
 }
 
 type settingsIdentity struct {
-	MetadataPublic map[string]any `json:"metadata_public"`
+	// MetadataPublic is raw so that an emptied object ({}) is still sent:
+	// a map with omitempty would drop it and leave the flag in place.
+	MetadataPublic json.RawMessage `json:"metadata_public,omitempty"`
+	MetadataAdmin  map[string]any  `json:"metadata_admin,omitempty"`
 }
 
 // hookError is the body of a refusing web hook that Kratos shows in the

@@ -20,6 +20,7 @@ type Metrics struct {
 
 	messages  *prometheus.CounterVec
 	resets    *prometheus.CounterVec
+	fallbacks *prometheus.CounterVec
 	logins    *prometheus.CounterVec
 	smtpStage *prometheus.HistogramVec
 	reloads   *prometheus.CounterVec
@@ -31,12 +32,16 @@ func New(restarts func() int) *Metrics {
 		reg: prometheus.NewRegistry(),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_messages_total",
-			Help: "Courier messages from Kratos by template type and outcome (sent, as_rendered, duplicate, cooldown, refused, failed).",
+			Help: "Courier messages from Kratos by template type and outcome (sent, as_rendered, kratos_message, duplicate, cooldown, refused, failed).",
 		}, []string{"template_type", "outcome"}),
 		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_resets_total",
 			Help: "Temporary password resets by trigger (self-service, admin) and outcome; outcome=cooldown counts resets refused by password.cooldown.",
 		}, []string{"trigger", "outcome"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_kratos_message_total",
+			Help: "Recoveries the gateway did not take over, so Kratos's own code or link went out and nothing changed, by reason (unverifiable_hash, foreign_migration_hook, sealed_hash_unreadable).",
+		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_password_hook_total",
 			Help: "Answers of the password migration hook: temporary, current, no_match, error.",
@@ -51,7 +56,7 @@ func New(restarts func() int) *Metrics {
 			Help: "Config file reloads by result (applied, refused).",
 		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.messages, m.resets, m.logins, m.smtpStage, m.reloads,
+	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_plugin_restarts_total",
 			Help: "Relaunches of the email plugin after it died.",
@@ -82,8 +87,14 @@ func (m *Metrics) Message(tmpl, outcome string) {
 	m.messages.WithLabelValues(tmpl, outcome).Inc()
 }
 
-// Reset counts one reset.
-func (m *Metrics) Reset(trigger, outcome string) { m.resets.WithLabelValues(trigger, outcome).Inc() }
+// Reset counts one reset; a recovery left to Kratos is also counted by its
+// reason, which is one of a fixed set (recovery's Reason constants).
+func (m *Metrics) Reset(trigger, outcome, reason string) {
+	m.resets.WithLabelValues(trigger, outcome).Inc()
+	if outcome == "kratos_message" {
+		m.fallbacks.WithLabelValues(reason).Inc()
+	}
+}
 
 // PasswordHook counts one answer of the migration hook.
 func (m *Metrics) PasswordHook(verdict string) { m.logins.WithLabelValues(verdict).Inc() }

@@ -62,6 +62,12 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 		log.Info("expired temporary password used; refused", "event", "login_refused", "expired_at", p.ExpiresAt.Format(time.RFC3339))
 	}
 
+	if p.SealedHash == "" {
+		// The identity had no password when the reset was asked for: only
+		// the temporary password logs in.
+		pwhash.Dummy(password)
+		return NoMatch, nil
+	}
 	current, err := keys.Open(p.SealedHash, id.ID)
 	if err != nil {
 		if errors.Is(err, sealing.ErrNoKey) || errors.Is(err, sealing.ErrFormat) {
@@ -77,7 +83,10 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	if !match {
 		return NoMatch, nil
 	}
-	if err := s.patch(ctx, pol, id.ID, kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}}); err != nil {
+	if err := s.patch(ctx, pol, id.ID,
+		kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}},
+		kratosadmin.Op{Op: "add", Path: []string{"metadata_admin", KeyAdmin, KeySettled}, Value: settledVoid},
+	); err != nil {
 		return NoMatch, err
 	}
 	log.Info("user logged in with their current password; the pending reset is void", "event", "reset_void", "outcome", MatchCurrent)
@@ -92,6 +101,7 @@ func (s *Service) settleTemporary(ctx context.Context, pol Policy, id *kratosadm
 	if err := s.patch(ctx, pol, id.ID,
 		kratosadmin.Op{Op: "add", Path: []string{"metadata_public"}, Value: meta},
 		kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}},
+		kratosadmin.Op{Op: "add", Path: []string{"metadata_admin", KeyAdmin, KeySettled}, Value: settledUsed},
 	); err != nil {
 		return NoMatch, err
 	}
@@ -113,4 +123,39 @@ func (s *Service) patch(ctx context.Context, pol Policy, identityID string, ops 
 		return fmt.Errorf("update identity %s: %w", identityID, err)
 	}
 	return nil
+}
+
+// How a reset ended, kept in metadata_admin.email_gateway.settled.
+const (
+	settledVoid    = "void"
+	settledUsed    = "used"
+	settledChanged = "changed"
+)
+
+// PasswordChanged answers the settings hook, which runs before Kratos stores
+// a password the user chose: it returns the identity's metadata_admin
+// without the pending reset, for Kratos to write in the same update as the
+// password, or nil when there is nothing to clear. Kratos does not send
+// metadata_admin to web hooks, so it is read here; and it only takes a
+// non-empty object back, which the gateway's own state always is.
+//
+// Clearing is tidiness, not safety: a pending reset is never reused once
+// Kratos stores a hash of its own (see keepable).
+func (s *Service) PasswordChanged(ctx context.Context, identityID string, pol Policy) (map[string]any, error) {
+	unlock := s.locks.lock(identityID)
+	defer unlock()
+	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
+		return s.ids.Identity(ctx, identityID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up identity: %w", err)
+	}
+	state := asMap(id.MetadataAdmin[KeyAdmin])
+	if _, ok := state[KeyPending]; !ok {
+		return nil, nil
+	}
+	state = with(without(state, KeyPending), map[string]any{KeySettled: settledChanged})
+	s.log.Info("new password chosen while a reset was pending; the pending reset is cleared", "event", "reset_void",
+		"identity_id", id.ID, "reason", "password_changed")
+	return with(id.MetadataAdmin, map[string]any{KeyAdmin: state}), nil
 }

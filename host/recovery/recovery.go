@@ -5,9 +5,6 @@ package recovery
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/idna"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pwhash"
@@ -29,6 +28,10 @@ var ErrRecipientMismatch = errors.New("recipient is not a recovery address of th
 // ErrNoRecoveryAddress means an admin reset found no address to mail.
 var ErrNoRecoveryAddress = errors.New("identity has no recovery address to mail the temporary password to")
 
+// ErrNoKeys means secrets.cipher is not configured, so nothing can be sealed
+// or recognised.
+var ErrNoKeys = errors.New("secrets.cipher is not configured: set GATEWAY_SECRETS__CIPHER")
+
 // Outcome says what a Reset did.
 type Outcome string
 
@@ -38,12 +41,40 @@ const (
 	// OutcomeDuplicate: Kratos sent a message the gateway already handled;
 	// nothing changed, the mail the user has stays valid.
 	OutcomeDuplicate Outcome = "duplicate"
-	// OutcomeCooldown: another reset was mailed within password.cooldown;
-	// nothing changed, the mail the user has stays valid.
+	// OutcomeCooldown: a reset mailed within password.cooldown is still
+	// pending and usable; nothing changed, the mail the user has stays valid.
 	OutcomeCooldown Outcome = "cooldown"
+	// OutcomeKratosMessage: the gateway cannot take over this recovery
+	// safely (Result.Reason says why); nothing changed, and the caller
+	// delivers Kratos's own recovery message so the user still recovers.
+	OutcomeKratosMessage Outcome = "kratos_message"
 	// OutcomeFailed is only logged and counted: Reset returns an error then.
 	OutcomeFailed Outcome = "failed"
 )
+
+// Reasons name why a reset did what it did; they are metric label values
+// and never hold a secret.
+const (
+	// ReasonUnverifiableHash: the current password's hash is in a format
+	// the gateway cannot check (md5, sha1, firescrypt, ...), so it cannot
+	// keep the current password working through the migration hook.
+	ReasonUnverifiableHash = "unverifiable_hash"
+	// ReasonForeignMigrationHook: Kratos already asks a password migration
+	// hook for this identity, and not for a reset of the gateway.
+	ReasonForeignMigrationHook = "foreign_migration_hook"
+	// ReasonSealUnreadable: the pending reset's sealed hash opens with no
+	// configured secrets.cipher key, so the current password is unknown.
+	ReasonSealUnreadable = "sealed_hash_unreadable"
+	// ReasonPending: a reset mailed within the cooldown is still usable.
+	ReasonPending = "pending_reset_usable"
+)
+
+// Result is what a Reset did and, for every outcome but OutcomeSent, why.
+type Result struct {
+	Outcome Outcome
+	// Reason is a short, secret-free explanation for the answer and the log.
+	Reason string
+}
 
 // Identities is what the service needs from Kratos's admin API.
 type Identities interface {
@@ -57,6 +88,7 @@ type Identities interface {
 // Mailer is what the service needs from the plugin.
 type Mailer interface {
 	IssuePassword(ctx context.Context, req *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error)
+	Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error)
 	SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
 }
 
@@ -66,10 +98,11 @@ type Policy struct {
 	TTL      time.Duration
 	Cooldown time.Duration
 	// KeepCurrent keeps the current password working until the temporary
-	// one is used (password.keep_current_until_used).
+	// one is used: always for self-service recovery, which anyone who knows
+	// an address can start. Admin resets replace at once.
 	KeepCurrent bool
-	// Keys seal and check what a pending reset keeps (secrets.cipher); nil
-	// when none are configured.
+	// Keys seal and check what a pending reset keeps and key the message
+	// digests (secrets.cipher); nil when none are configured.
 	Keys           *sealing.Keyring
 	RevokeSessions bool
 	LoginURL       string
@@ -81,25 +114,15 @@ type Policy struct {
 type Request struct {
 	IdentityID string
 	// Recipient must be one of the identity's recovery addresses; empty
-	// picks the first one (admin resets).
+	// picks the first one (admin resets). The mail goes to the address as
+	// Kratos stores it, never to this string.
 	Recipient string
 	// Trigger says who asked, for the log: "self-service" or "admin".
 	Trigger string
-	// MessageKey identifies the Kratos message (see MessageKey); empty for
-	// resets that no Kratos message asked for.
-	MessageKey string
-}
-
-// MessageKey derives a stable id for a Kratos recovery message, which carries
-// none of its own: the identity and the recovery code or link are unique per
-// message. It is keyed so that metadata_admin never holds something from
-// which the code could be guessed.
-func MessageKey(secret, identityID, codeOrLink string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(identityID))
-	m.Write([]byte{0})
-	m.Write([]byte(codeOrLink))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	// Message identifies the Kratos message (its recovery code or link, or
+	// an admin run's id); empty for resets no message asked for. It is a
+	// secret: only a keyed digest of it is kept (sealing.Keyring.MessageKey).
+	Message string
 }
 
 // Service performs resets and settles them at login. It holds no state
@@ -132,29 +155,35 @@ func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *S
 // write. The mark keeps the identity's lock until it is written: the next
 // reset of the identity still sees it. Wait waits for the marks.
 //
-// With pol.KeepCurrent the current password is not touched: its hash is
-// sealed into metadata_admin next to a keyed hash of the temporary password,
-// and Kratos asks CheckPassword at the next login. Otherwise the temporary
-// password replaces the current one at once, the change is required from the
-// start, and sessions end now.
+// With pol.KeepCurrent nothing the user has is touched before the temporary
+// password is used: the current hash (if any) is sealed into metadata_admin
+// next to a keyed hash of the temporary password, and Kratos asks
+// CheckPassword at the next login. When the current password cannot be kept
+// that way, Reset changes nothing and answers OutcomeKratosMessage. Without
+// pol.KeepCurrent (admin resets) the temporary password replaces the current
+// one at once, the change is required from the start, and sessions end now.
 //
 // Resets of one identity run one at a time in this process, so two
 // concurrent recoveries cannot mail a password the other one replaced.
-func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, error) {
+func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Result, error) {
 	unlock := s.locks.lock(req.IdentityID)
 	log := s.log.With("identity_id", req.IdentityID, "trigger", req.Trigger)
-	outcome, keep, mark, err := s.reset(ctx, req, pol, log)
+	res, keep, mark, err := s.reset(ctx, req, pol, log)
 	// One audit event per reset, whatever happened; never a secret in it.
 	attrs := []any{"audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger}
 	if err != nil {
 		unlock()
 		log.Error("reset failed", append(attrs, "outcome", OutcomeFailed, "error", err.Error())...)
-		return "", err
+		return Result{}, err
 	}
-	log.Info("reset", append(attrs, "outcome", outcome, "keeps_current_password", keep)...)
+	attrs = append(attrs, "outcome", res.Outcome, "keeps_current_password", keep)
+	if res.Reason != "" {
+		attrs = append(attrs, "reason", res.Reason)
+	}
+	log.Info("reset", attrs...)
 	if mark == nil {
 		unlock()
-		return outcome, nil
+		return res, nil
 	}
 	// The caller's ctx ends with its request; the mark has its own
 	// deadline (pol.KratosTimeout).
@@ -163,7 +192,7 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 		defer unlock()
 		mark(markCtx)
 	})
-	return outcome, nil
+	return res, nil
 }
 
 // Wait returns once the marks of every mail Reset reported sent are written
@@ -171,81 +200,100 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Outcome, 
 func (s *Service) Wait() { s.marks.Wait() }
 
 // reset does the work of Reset. When the mail went out, mark writes
-// mailed_at; Reset runs it.
-func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (_ Outcome, keep bool, mark func(context.Context), _ error) {
+// mailed_at; Reset runs it. Every check that can refuse runs before the
+// identity is changed, the rendering of the mail included.
+func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (_ Result, keep bool, mark func(context.Context), _ error) {
+	if pol.Keys == nil {
+		return Result{}, false, nil, ErrNoKeys
+	}
 	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, req.IdentityID)
 	})
 	if err != nil {
-		return "", false, nil, fmt.Errorf("look up identity: %w", err)
+		return Result{}, false, nil, fmt.Errorf("look up identity: %w", err)
 	}
-	recipient := req.Recipient
-	if recipient == "" {
-		// An admin reset: the mail goes to the identity's first recovery address.
-		if len(id.RecoveryAddresses) == 0 {
-			return "", false, nil, fmt.Errorf("identity %s: %w", id.ID, ErrNoRecoveryAddress)
-		}
-		recipient = id.RecoveryAddresses[0]
-	}
-	if !isRecoveryAddress(id, recipient) {
-		return "", false, nil, fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
+	recipient, err := recipientOf(id, req.Recipient)
+	if err != nil {
+		return Result{}, false, nil, err
 	}
 
 	now := s.now().UTC()
 	prev := asMap(id.MetadataAdmin[KeyAdmin])
 	mailedAt, mailed := parseTime(prev[KeyMailedAt])
-	sameMessage := req.MessageKey != "" && prev[KeyMessage] == req.MessageKey
-	switch {
-	case mailed && sameMessage:
+	stored, _ := prev[KeyMessage].(string)
+	if mailed && req.Message != "" && pol.Keys.SameMessage(stored, id.ID, req.Message) {
 		log.Info("message already handled; nothing changed")
-		return OutcomeDuplicate, false, nil, nil
-	case mailed && pol.Cooldown > 0 && now.Sub(mailedAt) < pol.Cooldown:
-		log.Warn("recovery inside password.cooldown; the last mail stays valid",
-			"last_mailed_at", mailedAt.Format(time.RFC3339), "cooldown", pol.Cooldown.String())
-		return OutcomeCooldown, false, nil, nil
+		return Result{Outcome: OutcomeDuplicate, Reason: "this message was mailed at " + mailedAt.Format(time.RFC3339)}, false, nil, nil
+	}
+	if mailed && pol.Cooldown > 0 && now.Sub(mailedAt) < pol.Cooldown {
+		// Only a reset whose password still logs in holds the cooldown:
+		// after the user voided it, used it and changed it, or let it
+		// expire, the last mail is worthless and a new one is due.
+		last := lastReset(id, now)
+		if last == lastUsable {
+			log.Warn("recovery inside password.cooldown; the last mail stays valid", "reason", ReasonPending,
+				"last_mailed_at", mailedAt.Format(time.RFC3339), "cooldown", pol.Cooldown.String())
+			return Result{Outcome: OutcomeCooldown, Reason: ReasonPending}, false, nil, nil
+		}
+		log.Info("recovery inside password.cooldown, but the last reset no longer logs in; mailing a new one",
+			"last_reset", string(last), "last_mailed_at", mailedAt.Format(time.RFC3339))
+	}
+
+	keep = pol.KeepCurrent
+	var sealed string
+	if keep {
+		var fallback string
+		if sealed, fallback, err = keepable(pol.Keys, id); err != nil {
+			return Result{}, false, nil, err
+		}
+		if fallback != "" {
+			log.Warn("cannot keep the current password; Kratos's own recovery message goes out and nothing changes",
+				"reason", fallback, "password_hash_format", tmpFormat(id.PasswordHash))
+			return Result{Outcome: OutcomeKratosMessage, Reason: fallback}, false, nil, nil
+		}
 	}
 
 	issued, err := s.mail.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: id.ID})
 	if err != nil {
-		return "", false, nil, fmt.Errorf("issue password: %w", err)
+		return Result{}, false, nil, fmt.Errorf("issue password: %w", err)
 	}
 	expires := now.Add(pol.TTL)
-	state := without(with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: req.MessageKey}), KeyMailedAt, KeyPending)
-
-	keep = pol.KeepCurrent
-	if keep {
-		p, why, err := pendingFor(pol.Keys, id, issued.Password, expires)
-		switch {
-		case err != nil:
-			return "", false, nil, err
-		case why != "":
-			keep = false
-			log.Warn("cannot keep the current password; replacing it at once", "reason", why)
-		default:
-			state[KeyPending] = p.toMap()
-		}
+	msg, err := passwordMessage(pol, id, issued.Password, expires)
+	if err != nil {
+		return Result{}, false, nil, err
 	}
-	update := kratosadmin.PasswordUpdate{MetadataPublic: id.MetadataPublic, MetadataAdmin: with(id.MetadataAdmin, map[string]any{KeyAdmin: state})}
+	// A mail that cannot be built must change nothing: render it first.
+	if _, err := s.mail.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg}); err != nil {
+		return Result{}, false, nil, fmt.Errorf("render temporary password mail (nothing changed): %w", err)
+	}
+
+	state := without(with(prev, map[string]any{KeyLastResetAt: now.Format(time.RFC3339), KeyMessage: ""}), KeyMailedAt, KeyPending, KeySettled)
+	if req.Message != "" {
+		state[KeyMessage] = pol.Keys.MessageKey(id.ID, req.Message)
+	}
+	update := kratosadmin.PasswordUpdate{MetadataPublic: id.MetadataPublic}
 	if keep {
+		state[KeyPending] = pending{SealedHash: sealed, TempMAC: pol.Keys.MAC(issued.Password, id.ID), ExpiresAt: expires}.toMap()
 		update.UseMigrationHook = true
 	} else {
 		update.Password = issued.Password
 		update.MetadataPublic = with(id.MetadataPublic, map[string]any{KeyChangeRequired: true, KeyExpiresAt: expires.Format(time.RFC3339)})
 	}
+	update.MetadataAdmin = with(id.MetadataAdmin, map[string]any{KeyAdmin: state})
 	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.SetPassword(ctx, id, update)
 	}); err != nil {
-		return "", false, nil, fmt.Errorf("set temporary password: %w", err)
+		return Result{}, false, nil, fmt.Errorf("set temporary password: %w", err)
 	}
 	if !keep && pol.RevokeSessions {
 		if err := s.revoke(ctx, pol, id.ID); err != nil {
-			return "", false, nil, err
+			return Result{}, false, nil, err
 		}
 	}
 
-	reply, err := s.send(ctx, pol, id, recipient, issued.Password, expires)
+	reply, err := s.send(ctx, pol, recipient, msg)
 	if err != nil {
-		return "", false, nil, err
+		return Result{}, false, nil, err
 	}
 	log.Info("temporary password mailed", "expires_at", expires.Format(time.RFC3339),
 		"sessions_revoked", !keep && pol.RevokeSessions, "smtp_reply", reply)
@@ -259,34 +307,79 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 			log.Warn("mail sent, but marking it in metadata_admin failed; cooldown and retry detection will not see it", "error", err.Error())
 		}
 	}
-	return OutcomeSent, keep, mark, nil
+	return Result{Outcome: OutcomeSent}, keep, mark, nil
 }
 
-// pendingFor builds the pending reset that keeps the current password. A
-// later recovery while one is pending keeps the sealed hash it already has:
-// Kratos no longer stores the hash then. why, when not empty, says why the
-// current password cannot be kept.
-func pendingFor(keys *sealing.Keyring, id *kratosadmin.Identity, temp string, expires time.Time) (p pending, why string, err error) {
-	if keys == nil {
-		return pending{}, "", errors.New("password.keep_current_until_used needs secrets.cipher: set GATEWAY_SECRETS__CIPHER")
-	}
-	p = pending{TempMAC: keys.MAC(temp, id.ID), ExpiresAt: expires}
-	if old, ok := readPending(id.MetadataAdmin); ok && old.SealedHash != "" {
-		p.SealedHash = old.SealedHash
-		return p, "", nil
-	}
+// keepable says what a pending reset of id keeps so that the current
+// password goes on working: the sealed current hash, or "" when the
+// identity has no password. fallback, when set, says why the current
+// password cannot be kept; the reset must then change nothing.
+//
+// A sealed hash is only as good as the moment it was sealed: it is reused
+// only while Kratos holds no hash of its own (the credential still points at
+// the migration hook, as the gateway's last reset left it). A password
+// Kratos stored since (a settings flow, an admin PUT, a login that settled
+// the reset) is the current one, and any older pending reset is stale.
+func keepable(keys *sealing.Keyring, id *kratosadmin.Identity) (sealed, fallback string, err error) {
+	old, pendingKept := readPending(id.MetadataAdmin)
 	switch {
+	case id.UsesMigrationHook && id.PasswordHash == "" && pendingKept:
+		if old.SealedHash != "" {
+			if _, err := keys.Open(old.SealedHash, id.ID); err != nil {
+				return "", ReasonSealUnreadable, nil
+			}
+		}
+		return old.SealedHash, "", nil
 	case id.UsesMigrationHook:
-		return pending{}, "the identity already uses Kratos's password migration hook without a pending reset of the gateway", nil
+		return "", ReasonForeignMigrationHook, nil
 	case id.PasswordHash == "":
-		return pending{}, "the identity has no password to keep", nil
+		// No password (code, OIDC or passkey sign-in): nothing to keep.
+		return "", "", nil
 	case !pwhash.Supported(id.PasswordHash):
-		return pending{}, "the current password hash is neither bcrypt nor argon2id", nil
+		return "", ReasonUnverifiableHash, nil
 	}
-	if p.SealedHash, err = keys.Seal([]byte(id.PasswordHash), id.ID); err != nil {
-		return pending{}, "", fmt.Errorf("seal current password hash: %w", err)
+	if sealed, err = keys.Seal([]byte(id.PasswordHash), id.ID); err != nil {
+		return "", "", fmt.Errorf("seal current password hash: %w", err)
 	}
-	return p, "", nil
+	return sealed, "", nil
+}
+
+// lastResetState says whether the identity's last reset still logs in.
+type lastResetState string
+
+const (
+	lastUsable lastResetState = "usable"
+	// lastStale: Kratos stored a password since the pending reset was
+	// written; the temporary password no longer logs in.
+	lastStale   lastResetState = "superseded"
+	lastExpired lastResetState = "expired"
+	// lastSettled: the reset was used and the new password chosen, or
+	// voided by a login with the current password.
+	lastSettled lastResetState = "settled"
+)
+
+func lastReset(id *kratosadmin.Identity, now time.Time) lastResetState {
+	if p, ok := readPending(id.MetadataAdmin); ok {
+		switch {
+		case !id.UsesMigrationHook || id.PasswordHash != "":
+			return lastStale
+		case !now.Before(p.ExpiresAt):
+			return lastExpired
+		}
+		return lastUsable
+	}
+	// A temporary password set at once (admin reset), or used and not yet
+	// replaced, logs in until its expiry.
+	if id.MetadataPublic[KeyChangeRequired] == true {
+		if exp, ok := parseTime(id.MetadataPublic[KeyExpiresAt]); ok && now.Before(exp) {
+			return lastUsable
+		}
+		return lastExpired
+	}
+	if settled, _ := asMap(id.MetadataAdmin[KeyAdmin])[KeySettled].(string); settled != "" {
+		return lastResetState(settled)
+	}
+	return lastSettled
 }
 
 func (s *Service) revoke(ctx context.Context, pol Policy, identityID string) error {
@@ -299,22 +392,25 @@ func (s *Service) revoke(ctx context.Context, pol Policy, identityID string) err
 	return nil
 }
 
-func (s *Service) send(ctx context.Context, pol Policy, id *kratosadmin.Identity, recipient, password string, expires time.Time) (string, error) {
+// passwordMessage is the data of the temporary password mail, built once so
+// that the mail rendered as a check is the mail sent.
+func passwordMessage(pol Policy, id *kratosadmin.Identity, password string, expires time.Time) (*sdk.PasswordMessage, error) {
 	traits, err := json.Marshal(id.Traits)
 	if err != nil {
-		return "", fmt.Errorf("encode traits of identity %s: %w", id.ID, err)
+		return nil, fmt.Errorf("encode traits of identity %s: %w", id.ID, err)
 	}
+	return &sdk.PasswordMessage{
+		Password:       password,
+		ExpiresAt:      expires,
+		LoginURL:       pol.LoginURL,
+		IdentityID:     id.ID,
+		IdentityTraits: traits,
+	}, nil
+}
+
+func (s *Service) send(ctx context.Context, pol Policy, recipient string, msg *sdk.PasswordMessage) (string, error) {
 	resp, err := withTimeout(ctx, pol.SMTPTimeout, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
-		return s.mail.SendMessage(ctx, &sdk.SendMessageRequest{
-			Recipient: recipient,
-			Password: &sdk.PasswordMessage{
-				Password:       password,
-				ExpiresAt:      expires,
-				LoginURL:       pol.LoginURL,
-				IdentityID:     id.ID,
-				IdentityTraits: traits,
-			},
-		})
+		return s.mail.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: recipient, Password: msg})
 	})
 	if err != nil {
 		return "", fmt.Errorf("send temporary password mail: %w", err)
@@ -331,13 +427,58 @@ func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Con
 	return f(ctx)
 }
 
-// isRecoveryAddress compares case-insensitively, as Kratos stores recovery
-// addresses lower-cased.
-func isRecoveryAddress(id *kratosadmin.Identity, recipient string) bool {
+// recipientOf returns the recovery address of id that the mail goes to:
+// the one given equals (see sameAddress), or the first one for an admin
+// reset that names none. It is the address as Kratos stores it, so a
+// look-alike the caller sent never receives a password.
+func recipientOf(id *kratosadmin.Identity, given string) (string, error) {
+	if given == "" {
+		if len(id.RecoveryAddresses) == 0 {
+			return "", fmt.Errorf("identity %s: %w", id.ID, ErrNoRecoveryAddress)
+		}
+		return id.RecoveryAddresses[0], nil
+	}
 	for _, a := range id.RecoveryAddresses {
-		if strings.EqualFold(a, recipient) {
-			return true
+		if sameAddress(a, given) {
+			return a, nil
 		}
 	}
-	return false
+	return "", fmt.Errorf("identity %s: %w", id.ID, ErrRecipientMismatch)
+}
+
+// sameAddress compares two mail addresses the way mail systems do: the
+// local part byte for byte but for ASCII case (Kratos lower-cases what it
+// stores), the domain case-insensitively after IDNA conversion. Unicode case
+// folding is not used: it equates the Kelvin sign with k and the long s
+// with s, so a stranger's look-alike address would match.
+func sameAddress(stored, given string) bool {
+	sl, sd, ok1 := splitAddress(stored)
+	gl, gd, ok2 := splitAddress(given)
+	return ok1 && ok2 && asciiEqualFold(sl, gl) && asciiEqualFold(sd, gd)
+}
+
+func splitAddress(a string) (local, domain string, ok bool) {
+	i := strings.LastIndexByte(a, '@')
+	if i <= 0 || i == len(a)-1 {
+		return "", "", false
+	}
+	domain, err := idna.Lookup.ToASCII(strings.TrimSuffix(asciiLower(a[i+1:]), "."))
+	if err != nil {
+		return "", "", false
+	}
+	return a[:i], domain, true
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func asciiEqualFold(a, b string) bool {
+	return len(a) == len(b) && asciiLower(a) == asciiLower(b)
 }

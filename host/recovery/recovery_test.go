@@ -135,6 +135,10 @@ func newFixture(sendErr error) *fixture {
 			f.calls = append(f.calls, "issue")
 			return &sdk.IssuePasswordResponse{Password: "Tmp-Pass-2345-xyz"}, nil
 		},
+		RenderF: func(context.Context, *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+			f.calls = append(f.calls, "render")
+			return &sdk.RenderResponse{Subject: "s", TextBody: "t"}, nil
+		},
 		SendMessageF: func(_ context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
 			f.calls = append(f.calls, "send")
 			f.sent = append(f.sent, r)
@@ -151,9 +155,14 @@ func newFixture(sendErr error) *fixture {
 // reset runs Reset and waits for its mailed_at mark, as a test reads what
 // the in-memory Kratos holds right after.
 func (f *fixture) reset(ctx context.Context, req Request, pol Policy) (Outcome, error) {
-	out, err := f.svc.Reset(ctx, req, pol)
+	res, err := f.resetResult(ctx, req, pol)
+	return res.Outcome, err
+}
+
+func (f *fixture) resetResult(ctx context.Context, req Request, pol Policy) (Result, error) {
+	res, err := f.svc.Reset(ctx, req, pol)
 	f.svc.Wait()
-	return out, err
+	return res, err
 }
 
 func mustKeys(secrets ...string) *sealing.Keyring {
@@ -174,23 +183,23 @@ const (
 
 // policy replaces the password at once; keepPolicy keeps the current one.
 var (
-	policy     = Policy{TTL: time.Hour, RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
+	policy     = Policy{TTL: time.Hour, Keys: mustKeys(cipherKey), RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
 	keepPolicy = Policy{TTL: time.Hour, KeepCurrent: true, Keys: mustKeys(cipherKey), RevokeSessions: true, LoginURL: "http://ui/login", KratosTimeout: time.Second, SMTPTimeout: time.Second}
 )
 
 func TestResetWritesBeforeItMails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
-	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", MessageKey: "k1"}, policy); err != nil {
+	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "Alice@Example.com", Trigger: "self-service", Message: "k1"}, policy); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "patch"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "render", "set", "revoke", "send", "patch"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 	wantUpdate := kratosadmin.PasswordUpdate{
 		Password:       "Tmp-Pass-2345-xyz",
 		MetadataPublic: map[string]any{"plan": "pro", KeyChangeRequired: true, KeyExpiresAt: "2026-11-26T22:00:00Z"},
-		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z", KeyMessage: "k1"}},
+		MetadataAdmin:  map[string]any{"crm_id": 42.0, KeyAdmin: map[string]any{"note": "kept", KeyLastResetAt: "2026-11-26T21:00:00Z", KeyMessage: mustKeys(cipherKey).MessageKey("id-1", "k1")}},
 	}
 	if diff := cmp.Diff(wantUpdate, f.ids.updates[0], cmpIgnoreMailedAt); diff != "" {
 		t.Errorf("update (-want +got):\n%s", diff)
@@ -217,18 +226,18 @@ func TestResetAnswersBeforeTheMarkButTheNextResetSeesIt(t *testing.T) {
 	pol := policy
 	pol.Cooldown = time.Minute
 	alice := func(key string) Request {
-		return Request{IdentityID: "id-1", Recipient: "alice@example.com", MessageKey: key}
+		return Request{IdentityID: "id-1", Recipient: "alice@example.com", Message: key}
 	}
-	if out, err := f.svc.Reset(context.Background(), alice("k1"), pol); err != nil || out != OutcomeSent {
-		t.Fatalf("Reset = %q, %v; want sent while its mark is held", out, err)
+	if res, err := f.svc.Reset(context.Background(), alice("k1"), pol); err != nil || res.Outcome != OutcomeSent {
+		t.Fatalf("Reset = %q, %v; want sent while its mark is held", res.Outcome, err)
 	}
 	second := make(chan Outcome)
 	go func() {
-		out, err := f.svc.Reset(context.Background(), alice("k2"), pol)
+		res, err := f.svc.Reset(context.Background(), alice("k2"), pol)
 		if err != nil {
 			t.Error(err)
 		}
-		second <- out
+		second <- res.Outcome
 	}()
 	select {
 	case out := <-second:
@@ -240,7 +249,7 @@ func TestResetAnswersBeforeTheMarkButTheNextResetSeesIt(t *testing.T) {
 		t.Errorf("second Reset = %q, want cooldown: it must see the first mail's mark", out)
 	}
 	f.svc.Wait()
-	if diff := cmp.Diff([]string{"get", "issue", "set", "revoke", "send", "patch", "get"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "render", "set", "revoke", "send", "patch", "get"}, f.calls); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
 }
@@ -253,7 +262,7 @@ func TestResetWithoutSessionRevocation(t *testing.T) {
 	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, pol); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"get", "issue", "set", "send", "patch"}, f.calls); diff != "" {
+	if diff := cmp.Diff([]string{"get", "issue", "render", "set", "send", "patch"}, f.calls); diff != "" {
 		t.Errorf("call order (-want +got):\n%s", diff)
 	}
 }
@@ -311,7 +320,7 @@ var cmpIgnoreMailedAt = cmp.FilterPath(func(p cmp.Path) bool {
 func TestCooldownAndDuplicates(t *testing.T) {
 	t.Parallel()
 	alice := func(key string) Request {
-		return Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", MessageKey: key}
+		return Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", Message: key}
 	}
 	tests := []struct {
 		name     string
@@ -393,7 +402,7 @@ func TestConcurrentResetsMailTheLastPassword(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			_, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com", MessageKey: fmt.Sprint(i)}, pol)
+			_, err := f.svc.Reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com", Message: fmt.Sprint(i)}, pol)
 			if err != nil {
 				t.Error(err)
 			}
@@ -442,4 +451,51 @@ func (l lockedIdentities) RevokeSessions(ctx context.Context, id string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ids.RevokeSessions(ctx, id)
+}
+
+func TestSameAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		stored, given string
+		want          bool
+	}{
+		{"alice@example.com", "alice@example.com", true},
+		{"alice@example.com", "Alice@EXAMPLE.com", true},
+		{"alice@example.com", "alice@example.com.", true},
+		{"kate@example.com", "\u212Aate@example.com", false}, // KELVIN SIGN folds to k in Unicode
+		{"sam@example.com", "\u017Fam@example.com", false},   // LATIN SMALL LETTER LONG S folds to s
+		{"alice@example.com", "alice@examp\u2139e.com", false},
+		{"jürgen@bücher.de", "jürgen@xn--bcher-kva.de", true},
+		{"jürgen@bücher.de", "jürgen@BÜCHER.de", true}, // IDNA maps a domain's case, as DNS does
+		{"jürgen@bücher.de", "JÜRGEN@bücher.de", false},
+		{"alice@example.com", "alice@example.org", false},
+		{"alice@example.com", "alice", false},
+		{"alice@example.com", "@example.com", false},
+		{"alice@example.com", "alice@", false},
+		{"alice@example.com", "bob@example.com", false},
+	}
+	for _, tt := range tests {
+		if got := sameAddress(tt.stored, tt.given); got != tt.want {
+			t.Errorf("sameAddress(%q, %q) = %v, want %v", tt.stored, tt.given, got, tt.want)
+		}
+	}
+}
+
+// The mail goes to the address as Kratos stores it, never to the caller's
+// spelling of it; a look-alike is refused before anything changes.
+func TestRecipientIsTheStoredAddress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(nil)
+	if _, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "ALICE@Example.COM", Message: "k1"}, keepPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.sent[0].Recipient; got != "alice@example.com" {
+		t.Errorf("mailed to %q, want the stored alice@example.com", got)
+	}
+	f = newFixture(nil)
+	f.ids.byID["id-1"].RecoveryAddresses = []string{"kate@example.com"}
+	_, err := f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "\u212Aate@example.com", Message: "k1"}, keepPolicy)
+	if !errors.Is(err, ErrRecipientMismatch) || len(f.ids.updates) != 0 || len(f.sent) != 0 {
+		t.Errorf("Kelvin-sign recipient: Reset = %v, %d updates, %d mails; want ErrRecipientMismatch and nothing done", err, len(f.ids.updates), len(f.sent))
+	}
 }

@@ -25,7 +25,11 @@ const (
 	// KeyPending holds a reset that keeps the current password until the
 	// temporary one is used: the sealed current hash, the keyed hash of the
 	// temporary password and its expiry.
-	KeyPending    = "pending"
+	KeyPending = "pending"
+	// KeySettled says how the last reset ended ("void": the current
+	// password was used; "changed": a new password was set), so a recovery
+	// inside the cooldown can tell a worthless mail from a valid one.
+	KeySettled    = "settled"
 	KeySealedHash = "sealed_current_hash"
 	KeyTempMAC    = "temporary_password_mac"
 )

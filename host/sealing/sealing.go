@@ -7,6 +7,7 @@ package sealing
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -34,6 +35,11 @@ type key struct {
 	id     string // names the key in sealed values, so opening needs no guessing
 	aead   cipher.AEAD
 	macKey []byte
+	// msgKey keys the digest of a Kratos message (MessageKey). It has a
+	// label of its own so that no other key of the gateway, the webhook's
+	// API key least of all, can recompute a digest from which a 6-digit
+	// recovery code could be found by trying them all.
+	msgKey []byte
 }
 
 // Keyring seals with its first key and opens with any. Operators rotate by
@@ -68,7 +74,11 @@ func New(secrets []string) (*Keyring, error) {
 			return nil, fmt.Errorf("secrets.cipher[%d]: the same key appears twice", i)
 		}
 		seen[id] = true
-		kr.keys = append(kr.keys, key{id: id, aead: aead, macKey: derive(s, "kratos-email-gateway temporary password v1")})
+		msgKey, err := hkdf.Key(sha256.New, []byte(s), nil, "kratos-email-gateway message key v1", sha256.Size)
+		if err != nil {
+			return nil, fmt.Errorf("secrets.cipher[%d]: derive the message key: %w", i, err)
+		}
+		kr.keys = append(kr.keys, key{id: id, aead: aead, macKey: derive(s, "kratos-email-gateway temporary password v1"), msgKey: msgKey})
 	}
 	return kr, nil
 }
@@ -143,6 +153,36 @@ func (kr *Keyring) Verify(tag, password, context string) (bool, error) {
 		}
 	}
 	return false, ErrNoKey
+}
+
+// MessageKey returns a stable digest of a Kratos message, which carries no
+// id of its own: the identity and the recovery code or link are unique per
+// message. It is keyed (its own HKDF label of the first key) because a
+// recovery code has only a million values: an unkeyed digest kept in
+// metadata_admin would give the code away to anyone who can read it.
+func (kr *Keyring) MessageKey(identityID, codeOrLink string) string {
+	k := kr.keys[0]
+	return "v1." + k.id + "." + hex.EncodeToString(mac(k.msgKey, codeOrLink, identityID)[:16])
+}
+
+// SameMessage reports whether stored is the MessageKey of this message under
+// any configured key, so a key rotation does not make Kratos's retry of a
+// message already handled look new.
+func (kr *Keyring) SameMessage(stored, identityID, codeOrLink string) bool {
+	id, body, err := split(stored)
+	if err != nil {
+		return false
+	}
+	want, err := hex.DecodeString(body)
+	if err != nil {
+		return false
+	}
+	for _, k := range kr.keys {
+		if k.id == id {
+			return hmac.Equal(want, mac(k.msgKey, codeOrLink, identityID)[:16])
+		}
+	}
+	return false
 }
 
 func mac(macKey []byte, password, context string) []byte {

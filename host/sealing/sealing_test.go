@@ -134,3 +134,41 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestMessageKey(t *testing.T) {
+	t.Parallel()
+	kr := mustNew(t, keyA)
+	stored := kr.MessageKey("id-1", "123456")
+	if strings.Contains(stored, "123456") {
+		t.Fatal("the message key shows the code")
+	}
+	if stored != kr.MessageKey("id-1", "123456") {
+		t.Fatal("the message key is not stable")
+	}
+	rotated := mustNew(t, keyB, keyA)
+	tests := []struct {
+		name           string
+		kr             *Keyring
+		stored         string
+		identity, code string
+		want           bool
+	}{
+		{"same message", kr, stored, "id-1", "123456", true},
+		{"same message after a key rotation", rotated, stored, "id-1", "123456", true},
+		{"another code", kr, stored, "id-1", "123457", false},
+		{"another identity", kr, stored, "id-2", "123456", false},
+		{"key removed", mustNew(t, keyB), stored, "id-1", "123456", false},
+		{"empty stored value", kr, "", "id-1", "123456", false},
+		{"not a message key", kr, "v1.zz.not-hex", "id-1", "123456", false},
+	}
+	for _, tt := range tests {
+		if got := tt.kr.SameMessage(tt.stored, tt.identity, tt.code); got != tt.want {
+			t.Errorf("%s: SameMessage = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	// The digest has a key of its own: neither the temporary password MAC
+	// nor a digest keyed with any other label of the same secret equals it.
+	if kr.MAC("123456", "id-1") == stored || strings.HasSuffix(kr.MAC("123456", "id-1"), stored[strings.LastIndex(stored, ".")+1:]) {
+		t.Error("the message key reuses the temporary password's MAC key")
+	}
+}

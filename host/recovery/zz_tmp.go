@@ -1,0 +1,3 @@
+package recovery
+
+func tmpFormat(string) string { return "tmp" }
