@@ -169,16 +169,22 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 	defer cancel()
 	res, err := st.sender.SendTraced(ctx, mail)
 	if err != nil {
-		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
+		// The host knows the recipient and says it where it may; this
+		// error goes to logs and to HTTP answers.
+		return nil, fmt.Errorf("send mail: %w", err)
 	}
 	return &sdk.SendMessageResponse{ServerReply: res.Reply, Trace: steps(res.Trace)}, nil
 }
 
+// renderPassword renders the password mail for recipient. Its errors, which
+// the host logs and returns to clients, name the problem and the template
+// at fault but quote no value: not the password, the recipient nor a trait
+// (mailtmpl.Set.Render keeps to the same rule).
 func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage) (mailtmpl.Mail, error) {
 	traits := map[string]any{}
 	if len(p.IdentityTraits) > 0 {
 		if err := json.Unmarshal(p.IdentityTraits, &traits); err != nil {
-			return mailtmpl.Mail{}, fmt.Errorf("%w: identity traits are not a JSON object: %v", sdk.ErrInvalidArgument, err)
+			return mailtmpl.Mail{}, fmt.Errorf("%w: identity traits are not a JSON object%s", sdk.ErrInvalidArgument, jsonProblem(err))
 		}
 	}
 	m, err := tmpl.Render(mailtmpl.Data{
@@ -194,6 +200,23 @@ func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage
 		return mailtmpl.Mail{}, fmt.Errorf("%w: render password mail: %v", sdk.ErrInvalidArgument, err)
 	}
 	return m, nil
+}
+
+// jsonProblem describes a failure of json.Unmarshal without its message,
+// which can quote the input ("invalid character 'x' ...", "number 4711").
+func jsonProblem(err error) string {
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Sprintf(" (invalid JSON at byte %d)", se.Offset)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		// Value is the kind of JSON value, followed by the number itself
+		// for some numbers; only a known kind is shown.
+		switch kind, _, _ := strings.Cut(te.Value, " "); kind {
+		case "string", "number", "array", "bool":
+			return " (it is a JSON " + kind + ")"
+		}
+	}
+	return ""
 }
 
 // Render renders the password mail as SendMessage would, without sending.

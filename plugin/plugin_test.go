@@ -137,3 +137,159 @@ func TestWarningsForInsecureModes(t *testing.T) {
 		t.Errorf("warnings = %q, want one about security none", resp.Warnings)
 	}
 }
+
+// configWithTemplates is configFor(srv) with the template section tmpl.
+func configWithTemplates(t *testing.T, srv *smtptest.Server, tmpl map[string]string) json.RawMessage {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(configFor(srv), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["template"] = tmpl
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// jsonStrings returns every string in the JSON value raw, or raw itself if
+// it is not JSON.
+func jsonStrings(raw []byte) []string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return []string{string(raw)}
+	}
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return out
+}
+
+// TestRenderErrorsQuoteNoData sends and previews password mails whose
+// templates pass the check at Configure but fail on the identity's data: the
+// host gets sdk.ErrInvalidArgument (its 422) with an error that names the
+// template and the problem, and holds neither the password, nor the
+// recipient, nor any trait value, since it logs the error and returns it
+// over HTTP.
+func TestRenderErrorsQuoteNoData(t *testing.T) {
+	t.Parallel()
+	const (
+		password  = "Tq8#Lw2@PwSecret9"
+		recipient = "rcpt.secret@example.org"
+		loginURL  = "https://login.secret.example.org/welcome"
+	)
+	tests := []struct {
+		name     string
+		template map[string]string
+		traits   string
+		want     []string // in the error
+		notWant  []string // besides the password, recipient and traits
+	}{
+		{
+			name:     "subject with the password and a trait holding CRLF",
+			template: map[string]string{"subject": "Password {{.Password}} for {{.Identity.Traits.name.first}}"},
+			traits:   `{"name": {"first": "Eve\r\nBcc: injected.secret@example.org", "last": "Doe"}}`,
+			want:     []string{"template.subject", "line break"},
+			notWant:  []string{"Eve", "Bcc:"},
+		},
+		{
+			name:     "subject with a missing trait",
+			template: map[string]string{"subject": "Password for {{.Identity.Traits.name.first}}"},
+			traits:   `{"email": "only.email.secret@example.org"}`,
+			want:     []string{"template.subject", "{{.Identity.Traits.name.first}}", "lacks"},
+		},
+		{
+			name:     "text ranges over a string trait",
+			template: map[string]string{"text": "Hello\n{{range .Identity.Traits.name}}{{.}}{{end}}"},
+			traits:   `{"name": "plain-name-secret"}`,
+			want:     []string{"template.text", "line 2", "range over"},
+		},
+		{
+			name:     "text indexes a string trait",
+			template: map[string]string{"text": `{{index .Identity.Traits.name "first"}}`},
+			traits:   `{"name": "indexed-name-secret"}`,
+			want:     []string{"template.text", "calling index"},
+		},
+		{
+			name:     "text slices a trait and ranges over the slice",
+			template: map[string]string{"text": `{{with index .Identity.Traits "code"}}{{range slice . 3}}{{.}}{{end}}{{end}}`},
+			traits:   `{"code": "abcSlicedSecret"}`,
+			want:     []string{"template.text", "range over"},
+			notWant:  []string{"SlicedSecret"},
+		},
+		{
+			name:     "html compares values that eq would quote",
+			template: map[string]string{"html": "<p>{{if eq .Identity.Traits.email .Identity.Traits.email}}same{{end}}</p>"},
+			traits:   `{"email": ["listed.email.secret@example.org"]}`,
+			want:     []string{"template.html", "calling eq"},
+		},
+		{
+			name:     "html reads a field of a null trait",
+			template: map[string]string{"html": "<p>{{.Identity.Traits.name.first}}</p>"},
+			traits:   `{"name": null, "email": "null.name.secret@example.org"}`,
+			want:     []string{"template.html", "null"},
+		},
+		{
+			name:    "traits that are not JSON",
+			traits:  `{"name": secret-token}`,
+			want:    []string{"identity traits", "byte 10"},
+			notWant: []string{"'s'", "secret-token"},
+		},
+		{
+			name:    "traits that are a JSON number",
+			traits:  `4711.0815`,
+			want:    []string{"identity traits", "number"},
+			notWant: []string{"4711"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+			gw := sdktest.Connect(t, New())
+			ctx := context.Background()
+			if _, err := gw.Configure(ctx, &sdk.ConfigureRequest{Config: configWithTemplates(t, srv, tt.template)}); err != nil {
+				t.Fatalf("Configure: %v", err)
+			}
+			msg := &sdk.PasswordMessage{
+				Password: password, ExpiresAt: time.Date(2026, 11, 26, 23, 0, 0, 0, time.UTC),
+				LoginURL: loginURL, IdentityID: "id-secret-4711", IdentityTraits: json.RawMessage(tt.traits),
+			}
+			_, sendErr := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: recipient, Password: msg})
+			_, renderErr := gw.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg})
+			for call, err := range map[string]error{"SendMessage": sendErr, "Render": renderErr} {
+				if !errors.Is(err, sdk.ErrInvalidArgument) {
+					t.Fatalf("%s = %v, want sdk.ErrInvalidArgument", call, err)
+				}
+				for _, want := range tt.want {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("%s error does not contain %q:\n%v", call, want, err)
+					}
+				}
+				for _, v := range append([]string{password, recipient, loginURL, "id-secret-4711"}, append(jsonStrings(msg.IdentityTraits), tt.notWant...)...) {
+					if strings.Contains(err.Error(), v) {
+						t.Errorf("%s error quotes %q:\n%v", call, v, err)
+					}
+				}
+			}
+			if n := len(srv.State().Mails); n != 0 {
+				t.Errorf("the SMTP server received %d mails, want none", n)
+			}
+		})
+	}
+}

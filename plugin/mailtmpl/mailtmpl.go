@@ -174,6 +174,8 @@ type executor interface {
 type tmpl struct {
 	origin
 	exec executor
+	name string // the name text/template puts in its errors
+	text string // the source, to quote the action at fault in errors
 }
 
 // variant is the three templates for one locale.
@@ -225,7 +227,7 @@ func New(cfg Config) (*Set, error) {
 		}
 	}
 
-	if _, err := base.render(SampleData()); err != nil {
+	if _, err := base.render(SampleData(), true); err != nil {
 		return nil, fmt.Errorf("check templates with sample data: %w", err)
 	}
 	for _, locale := range s.Locales() {
@@ -233,7 +235,7 @@ func New(cfg Config) (*Set, error) {
 		// Render picks this variant only for an identity whose trait names
 		// its locale, so the sample gets that trait too.
 		d.Identity.Traits[s.trait] = locale
-		if _, err := s.locales[locale].render(d); err != nil {
+		if _, err := s.locales[locale].render(d, true); err != nil {
 			return nil, fmt.Errorf("check templates with sample data for locale %s: %w", locale, err)
 		}
 	}
@@ -262,28 +264,33 @@ func compile(locale string, f folder, parent *variant) (*variant, error) {
 			v.parts[p] = parent.parts[p]
 			continue
 		}
-		exec, err := parse(part(p), *src)
+		name := templateName(part(p), *src)
+		exec, err := parse(part(p), name, src.text)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", src.key, err)
 		}
-		v.parts[p] = tmpl{origin: src.origin, exec: exec}
+		v.parts[p] = tmpl{origin: src.origin, exec: exec, name: name, text: src.text}
 	}
 	return v, nil
 }
 
-// parse parses src as the template for p. A template from the folder is
-// named by its path there, which text/template and html/template put in
-// their errors along with the line.
-func parse(p part, src source) (executor, error) {
-	name := cmp.Or(src.file, p.name())
+// templateName is the name of the template for p from src. A template from
+// the folder is named by its path there, which text/template and
+// html/template put in their errors along with the line.
+func templateName(p part, src source) string {
+	return cmp.Or(src.file, p.name())
+}
+
+// parse parses text as the template for p.
+func parse(p part, name, text string) (executor, error) {
 	if p == htmlPart {
-		t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src.text)
+		t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(text)
 		if err != nil {
 			return nil, err
 		}
 		return t, nil
 	}
-	t, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src.text)
+	t, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(text)
 	if err != nil {
 		return nil, err
 	}
@@ -291,10 +298,15 @@ func parse(p part, src source) (executor, error) {
 }
 
 // Render renders the mail for d in the locale its identity's locale trait
-// names, if there is a folder for it. Errors name the config key of the
-// template at fault.
+// names, if there is a folder for it.
+//
+// Errors name the config key of the template at fault (and its file in
+// template.dir), the line and the action, and describe the problem in
+// fixed words; they never quote a value of d, nor anything rendered from
+// one, since callers log them and return them to clients: see
+// describeFailure.
 func (s *Set) Render(d Data) (Mail, error) {
-	return s.pick(d.Identity.Traits).render(d)
+	return s.pick(d.Identity.Traits).render(d, false)
 }
 
 // Locales returns the locales that have a folder, sorted.
@@ -322,30 +334,48 @@ func (s *Set) pick(traits map[string]any) *variant {
 	return s.base
 }
 
-func (v *variant) render(d Data) (Mail, error) {
+// render renders the mail for d. With sample set, d is SampleData (New's
+// check): its values are fixed and public, so errors carry the full message
+// of text/template and html/template, whose types and keys help most while
+// an operator writes a template. Otherwise d is a real identity's, and
+// errors must not quote any of its values: see describeFailure.
+func (v *variant) render(d Data, sample bool) (Mail, error) {
+	fail := func(t tmpl, err error) error {
+		if sample {
+			return fmt.Errorf("render %s: %w", t.key, err)
+		}
+		return describeFailure(t, err)
+	}
 	m := Mail{Locale: v.locale}
 	t := v.parts[subjectPart]
 	subject, err := execute(t.exec, d)
 	if err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
+		return Mail{}, fail(t, err)
 	}
 	// Subject files usually end in a newline, which is not part of the
 	// subject; a line break inside it, though, would let a trait value
-	// inject mail headers.
+	// inject mail headers. The subject is not quoted: it may hold the
+	// password.
 	m.Subject = strings.TrimSpace(subject)
 	if strings.ContainsAny(m.Subject, "\r\n") {
-		return Mail{}, fmt.Errorf("render %s: subject contains a line break: %q", t.origin, m.Subject)
+		if sample {
+			return Mail{}, fmt.Errorf("render %s: the template puts a line break into the subject", t.origin)
+		}
+		return Mail{}, fmt.Errorf("render %s: the rendered subject contains a line break (most likely a trait value holds one); nothing was sent", t.origin)
 	}
 	if m.Subject == "" {
-		return Mail{}, fmt.Errorf("render %s: subject is empty", t.origin)
+		if sample {
+			return Mail{}, fmt.Errorf("render %s: the subject is empty", t.origin)
+		}
+		return Mail{}, fmt.Errorf("render %s: the rendered subject is empty (the values it shows are empty for this identity); nothing was sent", t.origin)
 	}
 	t = v.parts[textPart]
 	if m.Text, err = execute(t.exec, d); err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
+		return Mail{}, fail(t, err)
 	}
 	t = v.parts[htmlPart]
 	if m.HTML, err = execute(t.exec, d); err != nil {
-		return Mail{}, fmt.Errorf("render %s: %w", t.key, err)
+		return Mail{}, fail(t, err)
 	}
 	return m, nil
 }

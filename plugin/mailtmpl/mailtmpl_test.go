@@ -375,3 +375,219 @@ func renderConcurrently(t *testing.T, s *mailtmpl.Set, data []mailtmpl.Data, wan
 	}
 	wg.Wait()
 }
+
+// failer is a trait value whose methods fail quoting the value, as a method
+// of some data type could.
+type failer string
+
+func (f failer) Greeting() (string, error) { return "", fmt.Errorf("no greeting for %s", string(f)) }
+func (f failer) Shout() string             { panic("cannot shout " + string(f)) }
+
+// secretData is SampleData with values found nowhere in the templates or
+// the error texts, so that an error quoting any of them shows.
+func secretData() mailtmpl.Data {
+	d := mailtmpl.SampleData()
+	d.Password = "Tq8#Lw2@PwSecret"
+	d.Recipient = "rcpt.secret@example.org"
+	d.LoginURL = "https://login.secret.example.org/welcome"
+	d.Identity.ID = "id-secret-4711"
+	d.Identity.Traits = map[string]any{
+		"email": "trait.email.secret@example.org",
+		"name":  map[string]any{"first": "FirstSecret", "last": "LastSecret"},
+	}
+	return d
+}
+
+// dataStrings returns every string in d, traits included.
+func dataStrings(d mailtmpl.Data) []string {
+	out := []string{d.Password, d.Recipient, d.LoginURL, d.Identity.ID}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case failer:
+			out = append(out, string(v))
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(d.Identity.Traits)
+	return out
+}
+
+// assertQuotesNoData fails if msg holds a string of d, or any 8 bytes in a
+// row of one, which catches a value the template derived (sliced, say).
+func assertQuotesNoData(t *testing.T, msg string, d mailtmpl.Data) {
+	t.Helper()
+	for _, v := range dataStrings(d) {
+		if v == "" {
+			continue
+		}
+		if strings.Contains(msg, v) {
+			t.Errorf("error quotes the data value %q:\n%s", v, msg)
+			continue
+		}
+		for i := 0; i+8 <= len(v); i++ {
+			if strings.Contains(msg, v[i:i+8]) {
+				t.Errorf("error quotes %q of the data value %q:\n%s", v[i:i+8], v, msg)
+				break
+			}
+		}
+	}
+}
+
+// TestRenderErrorsQuoteNoData renders templates that pass New's check but
+// fail on a real identity's data, in ways whose text/template message quotes
+// a value: the error must name the template and the problem, and hold no
+// value of the data.
+func TestRenderErrorsQuoteNoData(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		cfg    mailtmpl.Config
+		files  map[string]string // a template.dir, if set
+		traits map[string]any    // set on secretData's traits
+		want   []string          // in the error
+	}{
+		{
+			name:   "subject with the password and a trait holding CRLF",
+			cfg:    mailtmpl.Config{Subject: "Password {{.Password}} for {{.Identity.Traits.name.first}}"},
+			traits: map[string]any{"name": map[string]any{"first": "Eve\r\nBcc: injected.secret@example.org"}},
+			want:   []string{"template.subject", "line break", "nothing was sent"},
+		},
+		{
+			name:   "subject empty for this identity",
+			cfg:    mailtmpl.Config{Subject: "{{.Identity.Traits.name.first}}"},
+			traits: map[string]any{"name": map[string]any{"first": " \t "}},
+			want:   []string{"template.subject", "empty"},
+		},
+		{
+			name:   "subject with a missing trait",
+			cfg:    mailtmpl.Config{Subject: "Password for {{.Identity.Traits.name.first}}"},
+			traits: map[string]any{"name": map[string]any{"last": "OnlyLastSecret"}},
+			want:   []string{"template.subject", "line 1", "{{.Identity.Traits.name.first}}", "lacks", "index"},
+		},
+		{
+			name:   "text calls a method that fails quoting the value",
+			cfg:    mailtmpl.Config{Text: `{{with index .Identity.Traits "nick"}}{{.Greeting}}{{end}}`},
+			traits: map[string]any{"nick": failer("nick-failing-secret")},
+			want:   []string{"template.text", "line 1", "{{.Greeting}}", "a function or method failed"},
+		},
+		{
+			name:   "text calls a method that panics with the value",
+			cfg:    mailtmpl.Config{Text: `{{with index .Identity.Traits "nick"}}{{.Shout}}{{end}}`},
+			traits: map[string]any{"nick": failer("nick-panicking-secret")},
+			want:   []string{"template.text", "{{.Shout}}", "a function or method failed"},
+		},
+		{
+			name:   "text ranges over a string trait",
+			cfg:    mailtmpl.Config{Text: "Hello\n{{range .Identity.Traits.name}}{{.}}{{end}}"},
+			traits: map[string]any{"name": "plain-name-secret"},
+			want:   []string{"template.text", "line 2", "{{range .Identity.Traits.name}}", "range over a value"},
+		},
+		{
+			name:   "text ranges over a slice of a trait, found in no data string",
+			cfg:    mailtmpl.Config{Text: `{{with index .Identity.Traits "code"}}{{range slice . 3}}{{.}}{{end}}{{end}}`},
+			traits: map[string]any{"code": "abcSlicedSecret"},
+			want:   []string{"template.text", "{{range slice . 3}}", "range over a value"},
+		},
+		{
+			name:   "text compares values that eq quotes",
+			cfg:    mailtmpl.Config{Text: "{{if eq .Identity.Traits.email .Identity.Traits.email}}same{{end}}"},
+			traits: map[string]any{"email": []any{"listed.email.secret@example.org"}},
+			want:   []string{"template.text", "calling eq", "cannot be compared"},
+		},
+		{
+			name:   "text indexes out of range",
+			cfg:    mailtmpl.Config{Text: `{{with index .Identity.Traits "tags"}}{{index . 2}}{{end}}`},
+			traits: map[string]any{"tags": []any{"tag-one-secret"}},
+			want:   []string{"template.text", "{{index . 2}}", "calling index", "out of range"},
+		},
+		{
+			name:   "text indexes a string trait",
+			cfg:    mailtmpl.Config{Text: `{{index .Identity.Traits.name "first"}}`},
+			traits: map[string]any{"name": "indexed-name-secret"},
+			want:   []string{"template.text", "calling index", "not an integer"},
+		},
+		{
+			name:   "text reads a field of a string trait",
+			cfg:    mailtmpl.Config{Text: "{{.Identity.Traits.name.first}}"},
+			traits: map[string]any{"name": "fielded-name-secret"},
+			want:   []string{"template.text", "no such field"},
+		},
+		{
+			name:   "text passes a string trait to formatTime",
+			cfg:    mailtmpl.Config{Text: `{{with index .Identity.Traits "since"}}{{formatTime .}}{{end}}`},
+			traits: map[string]any{"since": "2026-01-01 since-secret"},
+			want:   []string{"template.text", "{{formatTime .}}", "wrong type"},
+		},
+		{
+			name:   "text action over two lines",
+			cfg:    mailtmpl.Config{Text: "{{range\n  .Identity.Traits.name}}{{.}}{{end}}"},
+			traits: map[string]any{"name": "multiline-secret"},
+			want:   []string{"template.text", "line 2", "{{range .Identity.Traits.name}}"},
+		},
+		{
+			name:   "html ranges over a string trait",
+			cfg:    mailtmpl.Config{HTML: "<ul>{{range .Identity.Traits.name}}<li>{{.}}</li>{{end}}</ul>"},
+			traits: map[string]any{"name": "<b>html-name-secret</b>"},
+			want:   []string{"template.html", "{{range .Identity.Traits.name}}", "range over a value"},
+		},
+		{
+			name:   "html compares values that eq quotes",
+			cfg:    mailtmpl.Config{HTML: "<p>{{if eq .Identity.Traits.email .Identity.Traits.email}}same{{end}}</p>"},
+			traits: map[string]any{"email": []any{"html.email.secret@example.org"}},
+			want:   []string{"template.html", "calling eq", "cannot be compared"},
+		},
+		{
+			name:   "html calls a method that fails quoting the value",
+			cfg:    mailtmpl.Config{HTML: `<p>{{with index .Identity.Traits "nick"}}{{.Greeting}}{{end}}</p>`},
+			traits: map[string]any{"nick": failer("html-nick-secret")},
+			want:   []string{"template.html", "{{.Greeting}}", "a function or method failed"},
+		},
+		{
+			name:   "html with a missing trait",
+			cfg:    mailtmpl.Config{HTML: "<p>\n{{.Identity.Traits.name.first}}</p>"},
+			traits: map[string]any{"name": map[string]any{}},
+			want:   []string{"template.html", "line 2", "lacks"},
+		},
+		{
+			name:   "file of template.dir",
+			files:  map[string]string{"body.txt": "Hello,\n\nyour name: {{index .Identity.Traits.name \"first\"}}\n"},
+			traits: map[string]any{"name": "dir-name-secret"},
+			want:   []string{"template.dir: body.txt", "line 3", "not an integer"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tt.cfg
+			if tt.files != nil {
+				cfg.Dir = writeDir(t, tt.files)
+			}
+			s := mustNew(t, cfg)
+			d := secretData()
+			for k, v := range tt.traits {
+				d.Identity.Traits[k] = v
+			}
+			_, err := s.Render(d)
+			if err == nil {
+				t.Fatal("Render succeeded, want an error")
+			}
+			msg := err.Error()
+			for _, want := range tt.want {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error does not contain %q:\n%s", want, msg)
+				}
+			}
+			assertQuotesNoData(t, msg, d)
+		})
+	}
+}
