@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/listen"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
@@ -45,7 +48,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer plugin.Close()
-	for _, w := range warnings {
+	for _, w := range append(cfg.Warnings(), warnings...) {
 		log.Warn("security warning", "warning", w)
 	}
 
@@ -98,45 +101,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 		Metrics:  m.Handler(),
 	})
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	servers, err := openServers(cfg, srv, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s (listen): %w", cfg.Listen, err)
+		return err
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	errc := make(chan error, 4)
-	go func() { errc <- hs.Serve(ln) }()
-	servers := []*http.Server{hs}
-	if cfg.Admin.Listen != "" {
-		admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second}
-		adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s (admin.listen): %w", cfg.Admin.Listen, err)
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.Serve(s.ln) }()
+		if s.key != "listen" {
+			log.Info(s.what+" serving", "key", s.key, "listen", s.ln.Addr().String(), "tls", s.tls)
 		}
-		go func() { errc <- admin.Serve(adminLn) }()
-		servers = append(servers, admin)
-		log.Info("admin API serving", "listen", adminLn.Addr().String())
-	}
-	if cfg.DemoUI.Listen != "" {
-		ui := &http.Server{
-			Handler: demoui.New(demoui.Config{
-				KratosPublicURL:  cfg.Kratos.PublicURL,
-				KratosBrowserURL: cfg.DemoUI.KratosBrowserURL,
-				MailpitURL:       cfg.DemoUI.MailpitURL,
-			}, log),
-			ReadHeaderTimeout: 5 * time.Second,
-		}
-		uiLn, err := net.Listen("tcp", cfg.DemoUI.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s (demo_ui.listen): %w", cfg.DemoUI.Listen, err)
-		}
-		go func() { errc <- ui.Serve(uiLn) }()
-		servers = append(servers, ui)
-		log.Info("demo UI serving", "listen", uiLn.Addr().String())
 	}
 	go func() {
 		if err := reloader.Watch(ctx); err != nil {
@@ -156,7 +130,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 			}
 		}
 	}()
-	log.Info("gateway serving", "listen", ln.Addr().String(), "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
+	log.Info("gateway serving", "listen", servers[0].ln.Addr().String(), "tls", servers[0].tls, "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
 
 	select {
 	case err := <-errc:
@@ -166,10 +140,108 @@ func serve(ctx context.Context, env Env, args []string) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	for _, srv := range servers {
-		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 	}
 	return nil
+}
+
+// server is one of the host's HTTP servers on its bound listener.
+type server struct {
+	*http.Server
+	ln net.Listener
+	// key is the config key of addr; what names the server in the log.
+	key, addr, what string
+	// plain servers never serve TLS (the demo UI); tls says whether this
+	// one does.
+	plain, tls bool
+}
+
+// openServers binds every configured listener through one listen.Group:
+// listen (courier, hooks, health, metrics, and /gate unless gate.listen is
+// set), gate.listen, admin.listen and demo_ui.listen. With tls.cert_file
+// all but the demo UI serve HTTPS. A listener that cannot bind closes the
+// ones already bound, and the error names its key. The first server is
+// listen's.
+func openServers(cfg *config.Config, srv *httpapi.Server, log *slog.Logger) ([]server, error) {
+	var tlsConf *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := listen.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf = cert.Config()
+	}
+	// Handshake failures and the like, in the host's log format.
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	webhooks := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second}
+	}
+
+	api := srv.Handler()
+	main := server{key: "listen", addr: cfg.Listen, what: "gateway", Server: webhooks(api)}
+	specs := []server{main}
+	if cfg.Gate.Listen != "" {
+		specs[0].Handler = withoutGate(api)
+		specs = append(specs, server{key: "gate.listen", addr: cfg.Gate.Listen, what: "gate", Server: webhooks(gateOnly(api))})
+	}
+	if cfg.Admin.Listen != "" {
+		specs = append(specs, server{key: "admin.listen", addr: cfg.Admin.Listen, what: "admin API", Server: &http.Server{
+			Handler:           srv.AdminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+		}})
+	}
+	if cfg.DemoUI.Listen != "" {
+		specs = append(specs, server{key: "demo_ui.listen", addr: cfg.DemoUI.Listen, what: "demo UI", plain: true, Server: &http.Server{
+			Handler: demoui.New(demoui.Config{
+				KratosPublicURL:  cfg.Kratos.PublicURL,
+				KratosBrowserURL: cfg.DemoUI.KratosBrowserURL,
+				MailpitURL:       cfg.DemoUI.MailpitURL,
+			}, log),
+			ReadHeaderTimeout: 5 * time.Second,
+		}})
+	}
+
+	var group listen.Group
+	for i := range specs {
+		s := &specs[i]
+		var tc *tls.Config
+		if !s.plain {
+			tc = tlsConf
+		}
+		ln, err := group.Open(s.key, s.addr, tc)
+		if err != nil {
+			return nil, err
+		}
+		s.ln, s.tls, s.ErrorLog = ln, tc != nil, errorLog
+		// The demo UI is a local toy; the others carry passwords, keys or
+		// sessions.
+		if w := listen.Warning(s.key, s.addr, s.tls); w != "" && !s.plain {
+			log.Warn("security warning", "key", s.key, "listen", s.addr, "warning", w)
+		}
+	}
+	return specs, nil
+}
+
+// withoutGate answers 404 for /gate: with gate.listen set, the gate is
+// served on its own listener only.
+func withoutGate(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/gate", http.NotFoundHandler())
+	mux.Handle("/", h)
+	return mux
+}
+
+// gateOnly serves /gate and the health probes of h, and 404 for anything
+// else: the reverse proxy reaching it reaches neither Kratos's hooks nor
+// the metrics.
+func gateOnly(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	for _, path := range []string{"/gate", "/health/alive", "/health/ready"} {
+		mux.Handle(path, h)
+	}
+	return mux
 }
