@@ -171,7 +171,7 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 	if err != nil {
 		// The host knows the recipient and says it where it may; this
 		// error goes to logs and to HTTP answers.
-		return nil, fmt.Errorf("send mail: %w", err)
+		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
 	}
 	return &sdk.SendMessageResponse{ServerReply: res.Reply, Trace: steps(res.Trace)}, nil
 }

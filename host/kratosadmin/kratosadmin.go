@@ -276,11 +276,12 @@ func fromKratos(ki *kratos.Identity) (*Identity, error) {
 }
 
 // asObject accepts Kratos's null or JSON object; anything else is an error
-// because writing it back as an object would lose data.
+// because writing it back as an object would lose data. null stays nil, so
+// a write that passes it back leaves it null rather than turning it into {}.
 func asObject(v any) (map[string]any, error) {
 	switch m := v.(type) {
 	case nil:
-		return map[string]any{}, nil
+		return nil, nil
 	case map[string]any:
 		return m, nil
 	default:

@@ -248,7 +248,7 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		}
 		if fallback != "" {
 			log.Warn("cannot keep the current password; Kratos's own recovery message goes out and nothing changes",
-				"reason", fallback, "password_hash_format", tmpFormat(id.PasswordHash))
+				"reason", fallback, "password_hash_format", pwhash.Format(id.PasswordHash))
 			return Result{Outcome: OutcomeKratosMessage, Reason: fallback}, false, nil, nil
 		}
 	}

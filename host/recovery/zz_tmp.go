@@ -1,3 +1,0 @@
-package recovery
-
-func tmpFormat(string) string { return "tmp" }
