@@ -170,6 +170,12 @@ type kratosServer struct {
 // configs/kratos and the given hasher (bcrypt or argon2), wired to the
 // gateway's address, and returns a function that stops it.
 func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServer, func(), error) {
+	return s.startKratosFor(name, hasher, "http://"+s.hostAddr, extraEnv...)
+}
+
+// startKratosFor is startKratos wired to a gateway at gatewayURL (e.g.
+// https://127.0.0.1:port for a gateway serving TLS).
+func (s *stack) startKratosFor(name, hasher, gatewayURL string, extraEnv ...string) (kratosServer, func(), error) {
 	dir := filepath.Join(s.dir, name)
 	publicPort, adminPort := freePort(), freePort()
 	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
@@ -184,7 +190,7 @@ func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServ
 		"LOG_LEVEL=debug",
 	}
 	kratosEnv = append(kratosEnv, extraEnv...)
-	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, "http://"+s.hostAddr, s.apiKey)
+	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, gatewayURL, s.apiKey)
 	if err != nil {
 		return k, nil, err
 	}
@@ -282,10 +288,16 @@ func freePort() int {
 }
 
 func waitHTTP(url string, limit time.Duration) error {
+	return waitHTTPWith(http.DefaultClient, url, limit)
+}
+
+// waitHTTPWith is waitHTTP with a client of the caller's, e.g. one trusting
+// a private CA.
+func waitHTTPWith(c *http.Client, url string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last error
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
+		resp, err := c.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -389,6 +401,9 @@ type hostOptions struct {
 	// demoUI serves the demo UI on 127.0.0.1:4455, where Kratos's ui_url
 	// values send the browser.
 	demoUI bool
+	// listen overrides listen (default env.hostAddr, where the shared
+	// Kratos calls).
+	listen string
 }
 
 // startHost runs `gateway serve` with a config written for this stack and
@@ -438,7 +453,7 @@ smtp:
   username: %s
   security: tls
   ca_file: %s
-`, o.enabled, env.hostAddr, env.apiKey, k.admin, k.public, env.pluginBin, !o.replaceAtOnce, env.smtpPort, env.smtpUser, env.caFile)
+`, o.enabled, cmp.Or(o.listen, env.hostAddr), env.apiKey, k.admin, k.public, env.pluginBin, !o.replaceAtOnce, env.smtpPort, env.smtpUser, env.caFile)
 	if o.cooldown != "" {
 		cfg = strings.Replace(cfg, "cooldown: 60s", "cooldown: "+o.cooldown, 1)
 	}
@@ -471,6 +486,13 @@ func runHost(t *testing.T, o hostOptions) (*hostProc, func()) {
 // runHostWith starts `gateway serve` on a config file the test wrote.
 func runHostWith(t testing.TB, path string) (*hostProc, func()) {
 	t.Helper()
+	return runHostReady(t, path, "http://"+env.hostAddr+"/health/ready", http.DefaultClient)
+}
+
+// runHostReady is runHostWith for a host whose readiness is asked at
+// readyURL with c (another listen address, HTTPS with a private CA).
+func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostProc, func()) {
+	t.Helper()
 	var logs syncBuffer
 	// Appending keeps the logs of every host a test started.
 	logFile, err := os.OpenFile(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"),
@@ -497,7 +519,7 @@ func runHostWith(t testing.TB, path string) (*hostProc, func()) {
 			logFile.Close()
 		})
 	}
-	if err := waitHTTP("http://"+env.hostAddr+"/health/ready", 30*time.Second); err != nil {
+	if err := waitHTTPWith(c, readyURL, 30*time.Second); err != nil {
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
