@@ -109,19 +109,29 @@ func TestExpiredTemporaryPasswordLeavesTheCurrentOne(t *testing.T) {
 	}
 }
 
-// keep_current_until_used: false replaces the password when the mail goes out.
-func TestReplaceAtOnce(t *testing.T) {
-	startHost(t, hostOptions{enabled: true, replaceAtOnce: true})
+// keep_current_until_used: false is no longer honoured for self-service
+// recovery, which anyone who knows an address can start: the current
+// password and the sessions stay until the temporary one is used, and the
+// host warns that the key is ignored.
+func TestKeepCurrentFalseIsIgnoredWithAWarning(t *testing.T) {
+	h := startHost(t, hostOptions{enabled: true, replaceAtOnce: true})
 	email := uniqueEmail(t)
 	createIdentity(t, email, oldPassword)
+	_, before := login(t, email, oldPassword)
 
 	startRecovery(t, email)
 	temp := temporaryPassword(t, waitMails(t, email, 1)[0])
-	if status, _ := login(t, email, oldPassword); status != http.StatusBadRequest {
-		t.Errorf("login with the old password right after the mail: HTTP %d, want 400", status)
+	if whoami(t, before.Token) != http.StatusOK {
+		t.Errorf("a stranger's recovery ended the user's session")
 	}
-	if status, _ := login(t, email, temp); status != http.StatusOK {
-		t.Errorf("login with the temporary password: HTTP %d, want 200", status)
+	if status, _ := login(t, email, oldPassword); status != http.StatusOK {
+		t.Errorf("login with the current password right after the mail: HTTP %d, want 200", status)
+	}
+	if status, _ := login(t, email, temp); status != http.StatusBadRequest {
+		t.Errorf("login with the temporary password the current one voided: HTTP %d, want 400", status)
+	}
+	if !strings.Contains(h.String(), "password.keep_current_until_used: false is no longer honoured") {
+		t.Errorf("the host did not warn that the key is ignored:\n%s", h)
 	}
 }
 
