@@ -98,3 +98,10 @@ func (g Gateway) SendMessage(ctx context.Context, r *sdk.SendMessageRequest) (*s
 	defer pluginSince(ctx, time.Now())
 	return g.Gateway.SendMessage(ctx, r)
 }
+
+// Render forwards and times: a reset renders its mail as a check before it
+// changes the identity.
+func (g Gateway) Render(ctx context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+	defer pluginSince(ctx, time.Now())
+	return g.Gateway.Render(ctx, r)
+}

@@ -30,3 +30,20 @@ func TestPluginCallsAreAddedToTheRequestsSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every plugin call on a reset's path counts as plugin time, the rendering
+// check included.
+func TestRenderIsPluginTime(t *testing.T) {
+	t.Parallel()
+	g := Gateway{Gateway: &sdktest.Fake{RenderF: func(context.Context, *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+		time.Sleep(2 * time.Millisecond)
+		return &sdk.RenderResponse{}, nil
+	}}}
+	ctx, split := Start(context.Background())
+	if _, err := g.Render(ctx, &sdk.RenderRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, plugin := split.Parts(); plugin < 2*time.Millisecond {
+		t.Errorf("plugin time %s, want at least the render's 2ms", plugin)
+	}
+}
