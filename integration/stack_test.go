@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
 
 // Versions built by scripts/deps.sh into .cache/.
@@ -417,7 +419,7 @@ func startHost(t *testing.T, o hostOptions) *hostProc {
 
 // hostProc is a running gateway host: its log and its config file.
 type hostProc struct {
-	*syncBuffer
+	*testlog.Buffer
 	configPath string
 	pid        int
 }
@@ -493,7 +495,7 @@ func runHostWith(t testing.TB, path string) (*hostProc, func()) {
 // readyURL with c (another listen address, HTTPS with a private CA).
 func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostProc, func()) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	// Appending keeps the logs of every host a test started.
 	logFile, err := os.OpenFile(filepath.Join(env.logDir, "gateway-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"),
 		os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -523,5 +525,5 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
-	return &hostProc{syncBuffer: &logs, configPath: path, pid: cmd.Process.Pid}, stop
+	return &hostProc{Buffer: &logs, configPath: path, pid: cmd.Process.Pid}, stop
 }

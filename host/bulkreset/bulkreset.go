@@ -68,7 +68,7 @@ type Options struct {
 	RunID       string
 	DryRun      bool
 	Concurrency int
-	Policy recovery.Policy
+	Policy      recovery.Policy
 	// Progress is told after each identity; done counts all finished ones.
 	Progress func(done int, total int, r Result)
 }

@@ -1,35 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
-
-// lockedBuffer is stderr for a serve that also copies the plugin's output
-// into it from another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestGateListenerRouting(t *testing.T) {
 	t.Parallel()
@@ -76,7 +57,7 @@ func TestServeNamesTheListenerThatCannotBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	var out lockedBuffer
+	var out testlog.Buffer
 	code := Run(context.Background(), Env{Args: []string{"serve", "--config", shipped}, Stdout: io.Discard, Stderr: &out, Environ: []string{
 		"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher,
 		"GATEWAY_LISTEN=0.0.0.0:0", "GATEWAY_GATE__LISTEN=" + taken.Addr().String(),

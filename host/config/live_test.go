@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
 
 type applied struct {
@@ -29,24 +30,7 @@ func (a *applied) apply(_ context.Context, c *Config) ([]string, error) {
 	return []string{"smtp.security is none: test warning"}, nil
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newReloader(t *testing.T, body string, environ ...string) (*Reloader, *applied, *syncBuf) {
+func newReloader(t *testing.T, body string, environ ...string) (*Reloader, *applied, *testlog.Buffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	write(t, path, body)
@@ -55,7 +39,7 @@ func newReloader(t *testing.T, body string, environ ...string) (*Reloader, *appl
 		t.Fatal(err)
 	}
 	a := &applied{}
-	var logs syncBuf
+	var logs testlog.Buffer
 	return &Reloader{Path: path, Environ: environ, Store: NewStore(c), Apply: a.apply, Log: slog.New(slog.NewJSONHandler(&logs, nil))}, a, &logs
 }
 

@@ -1,7 +1,6 @@
 package listen
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
 
 // testCA issues server certificates for 127.0.0.1 that clients trust
@@ -103,23 +104,6 @@ func replace(t *testing.T, path string, data []byte) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // clock is a test's time; advance moves it past the check interval.
 type clock struct {
 	mu sync.Mutex
@@ -146,14 +130,14 @@ type tlsServer struct {
 	key               *ecdsa.PrivateKey
 	addr              string
 	clock             *clock
-	logs              *syncBuf
+	logs              *testlog.Buffer
 }
 
 func startTLS(t *testing.T) *tlsServer {
 	t.Helper()
 	dir := t.TempDir()
 	s := &tlsServer{ca: newCA(t), certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"),
-		clock: &clock{t: time.Now()}, logs: &syncBuf{}}
+		clock: &clock{t: time.Now()}, logs: &testlog.Buffer{}}
 	certPEM, keyPEM, key := s.ca.issue(t, 1, nil)
 	s.key = key
 	replace(t, s.certFile, certPEM)
