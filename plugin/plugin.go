@@ -193,6 +193,9 @@ func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage
 		LoginURL:  p.LoginURL,
 		Recipient: recipient,
 		Identity:  mailtmpl.Identity{ID: p.IdentityID, Traits: traits},
+		// Kratos's own code or link, for a UI that waits for one.
+		RecoveryCode: p.RecoveryCode,
+		RecoveryURL:  p.RecoveryURL,
 	})
 	if err != nil {
 		// A template that passed the check at Configure failed on this

@@ -78,6 +78,40 @@ func TestPasswordMailIsRenderedAndSent(t *testing.T) {
 	}
 }
 
+// A template can put Kratos's own recovery code or link into the password
+// mail; an admin reset, which has neither, still gets its mail.
+func TestPasswordMailCarriesKratosCode(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS})
+	gw := sdktest.Connect(t, New())
+	ctx := context.Background()
+	cfg := configWithTemplates(t, srv, map[string]string{
+		"text": "Password: {{.Password}}\n{{with .RecoveryCode}}Or enter the code {{.}}\n{{end}}{{with .RecoveryURL}}Or open {{.}}\n{{end}}",
+	})
+	if _, err := gw.Configure(ctx, &sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ code, link, want, notWant string }{
+		{code: "482913", want: "Or enter the code 482913", notWant: "Or open"},
+		{link: "https://auth.example.com/recover/abc", want: "Or open https://auth.example.com/recover/abc", notWant: "Or enter"}, // no "=": the body is quoted-printable
+		{want: "Password: Admin-Reset-Pw-77", notWant: "Or "},
+	} {
+		_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "alice@example.com", Password: &sdk.PasswordMessage{
+			Password: "Admin-Reset-Pw-77", ExpiresAt: time.Date(2026, 11, 26, 23, 0, 0, 0, time.UTC),
+			LoginURL: "https://accounts.example.com/login", IdentityID: "id-1", IdentityTraits: json.RawMessage(`{"email":"alice@example.com"}`),
+			RecoveryCode: tt.code, RecoveryURL: tt.link,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mails := srv.State().Mails
+		data := string(mails[len(mails)-1].Data)
+		if !strings.Contains(data, tt.want) || strings.Contains(data, tt.notWant) {
+			t.Errorf("mail for code %q, link %q: want %q and no %q:\n%s", tt.code, tt.link, tt.want, tt.notWant, data)
+		}
+	}
+}
+
 func TestConfigureReportsEveryProblemWithItsKey(t *testing.T) {
 	t.Parallel()
 	_, err := New().Configure(context.Background(), &sdk.ConfigureRequest{Config: json.RawMessage(`{
@@ -192,6 +226,8 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 		password  = "Tq8#Lw2@PwSecret9"
 		recipient = "rcpt.secret@example.org"
 		loginURL  = "https://login.secret.example.org/welcome"
+		code      = "730519"
+		link      = "http://kratos.secret.example.org/self-service/recovery?token=TokSecret"
 	)
 	tests := []struct {
 		name     string
@@ -245,6 +281,13 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 			want:     []string{"template.html", "null"},
 		},
 		{
+			name:     "text ranges over Kratos's recovery link",
+			template: map[string]string{"text": `{{if ne (slice .RecoveryURL 0 5) "https"}}{{range .RecoveryURL}}{{.}}{{end}}{{end}}`},
+			traits:   `{"email": "link.secret@example.org"}`,
+			want:     []string{"template.text", "{{range .RecoveryURL}}", "range over"},
+			notWant:  []string{"kratos.secret", "TokSecret"},
+		},
+		{
 			name:    "traits that are not JSON",
 			traits:  `{"name": secret-token}`,
 			want:    []string{"identity traits", "byte 10"},
@@ -269,6 +312,7 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 			msg := &sdk.PasswordMessage{
 				Password: password, ExpiresAt: time.Date(2026, 11, 26, 23, 0, 0, 0, time.UTC),
 				LoginURL: loginURL, IdentityID: "id-secret-4711", IdentityTraits: json.RawMessage(tt.traits),
+				RecoveryCode: code, RecoveryURL: link,
 			}
 			_, sendErr := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: recipient, Password: msg})
 			_, renderErr := gw.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg})
@@ -281,7 +325,7 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 						t.Errorf("%s error does not contain %q:\n%v", call, want, err)
 					}
 				}
-				for _, v := range append([]string{password, recipient, loginURL, "id-secret-4711"}, append(jsonStrings(msg.IdentityTraits), tt.notWant...)...) {
+				for _, v := range append([]string{password, recipient, loginURL, "id-secret-4711", code, link}, append(jsonStrings(msg.IdentityTraits), tt.notWant...)...) {
 					if strings.Contains(err.Error(), v) {
 						t.Errorf("%s error quotes %q:\n%v", call, v, err)
 					}

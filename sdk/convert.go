@@ -20,6 +20,8 @@ func passwordToProto(p *PasswordMessage) *pb.PasswordMessage {
 		LoginUrl:           p.LoginURL,
 		IdentityId:         p.IdentityID,
 		IdentityTraitsJson: p.IdentityTraits,
+		RecoveryCode:       p.RecoveryCode,
+		RecoveryUrl:        p.RecoveryURL,
 	}
 }
 
@@ -37,6 +39,8 @@ func passwordFromProto(p *pb.PasswordMessage) (*PasswordMessage, error) {
 		LoginURL:       p.GetLoginUrl(),
 		IdentityID:     p.GetIdentityId(),
 		IdentityTraits: p.GetIdentityTraitsJson(),
+		RecoveryCode:   p.GetRecoveryCode(),
+		RecoveryURL:    p.GetRecoveryUrl(),
 	}, nil
 }
 

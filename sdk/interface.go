@@ -66,12 +66,20 @@ type RenderedMessage struct {
 
 // PasswordMessage is the data of a temporary password mail; the plugin renders
 // it with its templates.
+//
+// RecoveryCode and RecoveryURL are Kratos's own recovery code (code method)
+// and recovery link (link method) from the message that asked for the
+// reset, for deployments whose UI waits for them; at most one is set, and
+// both are empty for admin resets. Like Password, they are secrets: never
+// log them or put them in an error.
 type PasswordMessage struct {
 	Password       string
 	ExpiresAt      time.Time
 	LoginURL       string
 	IdentityID     string
 	IdentityTraits json.RawMessage
+	RecoveryCode   string
+	RecoveryURL    string
 }
 
 // SendMessageResponse holds the SMTP server's reply to the accepted mail

@@ -19,6 +19,10 @@ func markedData() []Data {
 	shaped.Recipient = "rcpt-" + marker + "@example.org"
 	shaped.LoginURL = "https://login.example.org/" + marker
 	shaped.Identity.ID = "id-" + marker
+	// Kratos's code and link, in shapes the sample's do not have (a link
+	// that is not https, a code that is not six digits).
+	shaped.RecoveryCode = "code-" + marker
+	shaped.RecoveryURL = "http://kratos.example.org/" + marker + "?token=" + marker
 	shaped.Identity.Traits = map[string]any{
 		"email": "email-" + marker + "@example.org",
 		"name":  map[string]any{"first": "first-" + marker + "\nBcc: x@example.org", "last": "last-" + marker},
@@ -38,7 +42,10 @@ func markedData() []Data {
 		"email": nil,
 		"name":  map[string]any{"first": []any{"first-" + marker}},
 	}
-	return []Data{shaped, reshaped, sparse}
+	// An admin reset carries neither code nor link.
+	admin := shaped
+	admin.RecoveryCode, admin.RecoveryURL = "", ""
+	return []Data{shaped, reshaped, sparse, admin}
 }
 
 // Any inline template either fails at New or renders every mail safely: the
@@ -53,6 +60,7 @@ func FuzzTemplates(f *testing.F) {
 	f.Add("Your password", "{{range .Identity.Traits.name}}{{.}}{{end}}", "<p>{{if eq .Identity.Traits.email .Identity.Traits.email}}same{{end}}</p>")
 	f.Add("Your password", `{{with index .Identity.Traits "code"}}{{range slice . 2}}{{.}}{{end}}{{end}}`, `{{index .Identity.Traits.name "first"}}`)
 	f.Add("Your password", "", `<p>{{with index .Identity.Traits "nick"}}{{if eq . .}}same{{end}}{{end}}</p>`)
+	f.Add("Code {{slice .RecoveryCode 0 3}}", `{{if ne (slice .RecoveryURL 0 5) "https"}}{{range .RecoveryURL}}{{.}}{{end}}{{end}}`, `<a href="{{.RecoveryURL}}">{{.RecoveryCode}}</a>`)
 	f.Fuzz(func(t *testing.T, subject, text, html string) {
 		set, err := New(Config{Subject: subject, Text: text, HTML: html})
 		if err != nil {

@@ -57,6 +57,13 @@ type Data struct {
 	LoginURL  string    // where to log in with it
 	Recipient string    // the address the mail goes to
 	Identity  Identity
+	// RecoveryCode and RecoveryURL are Kratos's own recovery code (code
+	// method) and recovery link (link method) of the message that asked for
+	// the reset, for a UI that waits for them; at most one is set, and both
+	// are empty for admin resets (read them with {{with .RecoveryCode}}).
+	// Secrets, like Password.
+	RecoveryCode string
+	RecoveryURL  string
 }
 
 // Config says where the templates come from. For each of the three
@@ -406,5 +413,7 @@ func SampleData() Data {
 				},
 			},
 		},
+		RecoveryCode: "482913",
+		RecoveryURL:  "https://auth.example.com/self-service/recovery?flow=2c9c1d5e-8f3a-4b7e-9d21-6a0f4e8b7c13&token=q7Xk2Lm9Pw4Rt8Vz",
 	}
 }

@@ -220,6 +220,71 @@ func TestCustomTemplates(t *testing.T) {
 	}
 }
 
+// Kratos's own recovery code and link reach the templates: shown where a
+// self-service reset carries them, escaped in HTML, and empty for an admin
+// reset, whose mail still renders.
+func TestRecoveryCodeAndURL(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t, mailtmpl.Config{
+		Subject: "Password{{with .RecoveryCode}} and code {{.}}{{end}}",
+		Text:    "Password: {{.Password}}\n{{with .RecoveryCode}}Code: {{.}}\n{{end}}{{with .RecoveryURL}}Link: {{.}}\n{{end}}",
+		HTML:    `<p>{{.Password}}</p>{{with .RecoveryCode}}<p>{{.}}</p>{{end}}{{with .RecoveryURL}}<a href="{{.}}">recover</a>{{end}}`,
+	})
+	link := "https://auth.example.com/self-service/recovery?flow=f1&token=t<2>"
+	tests := []struct {
+		name      string
+		code, url string
+		want      mailtmpl.Mail
+	}{
+		{
+			name: "code method",
+			code: "123456",
+			want: mailtmpl.Mail{
+				Subject: "Password and code 123456",
+				Text:    "Password: Hk7#Zr2@Wm9_eT4q\nCode: 123456\n",
+				HTML:    `<p>Hk7#Zr2@Wm9_eT4q</p><p>123456</p>`,
+			},
+		},
+		{
+			name: "link method",
+			url:  link,
+			want: mailtmpl.Mail{
+				Subject: "Password",
+				Text:    "Password: Hk7#Zr2@Wm9_eT4q\nLink: " + link + "\n",
+				HTML:    `<p>Hk7#Zr2@Wm9_eT4q</p><a href="https://auth.example.com/self-service/recovery?flow=f1&amp;token=t%3c2%3e">recover</a>`,
+			},
+		},
+		{
+			name: "admin reset",
+			want: mailtmpl.Mail{
+				Subject: "Password",
+				Text:    "Password: Hk7#Zr2@Wm9_eT4q\n",
+				HTML:    `<p>Hk7#Zr2@Wm9_eT4q</p>`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := mailtmpl.SampleData()
+			d.RecoveryCode, d.RecoveryURL = tt.code, tt.url
+			if diff := cmp.Diff(tt.want, mustRender(t, s, d)); diff != "" {
+				t.Errorf("Render mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Both are in the sample data, so templates using them pass New's
+	// check; a typo in their names does not.
+	for _, src := range []string{"{{.RecoveryCode}}", "{{.RecoveryURL}}"} {
+		if _, err := mailtmpl.New(mailtmpl.Config{Text: src, Subject: "s " + src}); err != nil {
+			t.Errorf("New(%s): %v", src, err)
+		}
+	}
+	if _, err := mailtmpl.New(mailtmpl.Config{Text: "{{.RecoveryCod}}"}); err == nil {
+		t.Error("New accepted {{.RecoveryCod}}")
+	}
+}
+
 func TestNewRejectsBrokenTemplates(t *testing.T) {
 	t.Parallel()
 	// with puts src into the field of a Config that key names.
@@ -391,6 +456,8 @@ func secretData() mailtmpl.Data {
 	d.Recipient = "rcpt.secret@example.org"
 	d.LoginURL = "https://login.secret.example.org/welcome"
 	d.Identity.ID = "id-secret-4711"
+	d.RecoveryCode = "730519"
+	d.RecoveryURL = "https://kratos.secret.example.org/self-service/recovery?flow=flow-secret&token=TokSecret"
 	d.Identity.Traits = map[string]any{
 		"email": "trait.email.secret@example.org",
 		"name":  map[string]any{"first": "FirstSecret", "last": "LastSecret"},
@@ -400,7 +467,7 @@ func secretData() mailtmpl.Data {
 
 // dataStrings returns every string in d, traits included.
 func dataStrings(d mailtmpl.Data) []string {
-	out := []string{d.Password, d.Recipient, d.LoginURL, d.Identity.ID}
+	out := []string{d.Password, d.Recipient, d.LoginURL, d.Identity.ID, d.RecoveryCode, d.RecoveryURL}
 	var walk func(v any)
 	walk = func(v any) {
 		switch v := v.(type) {
@@ -454,7 +521,8 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 		cfg    mailtmpl.Config
 		files  map[string]string // a template.dir, if set
 		traits map[string]any    // set on secretData's traits
-		want   []string          // in the error
+		data   func(*mailtmpl.Data)
+		want   []string // in the error
 	}{
 		{
 			name:   "subject with the password and a trait holding CRLF",
@@ -559,6 +627,25 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 			want:   []string{"template.html", "line 2", "lacks"},
 		},
 		{
+			name: "text ranges over Kratos's recovery link when it is not the sample's",
+			cfg:  mailtmpl.Config{Text: `{{if ne (slice .RecoveryURL 0 5) "https"}}{{range .RecoveryURL}}{{.}}{{end}}{{end}}`},
+			data: func(d *mailtmpl.Data) {
+				d.RecoveryURL = "http://kratos.secret.example.org/self-service/recovery?token=PlainTokSecret"
+			},
+			want: []string{"template.text", "line 1", "{{range .RecoveryURL}}", "range over a value"},
+		},
+		{
+			name: "html ranges over Kratos's recovery code when it is not the sample's",
+			cfg:  mailtmpl.Config{HTML: `<p>{{if ne .RecoveryCode "482913"}}{{range .RecoveryCode}}{{.}}{{end}}{{end}}</p>`},
+			want: []string{"template.html", "{{range .RecoveryCode}}", "range over a value"},
+		},
+		{
+			name: "subject slices the recovery code, which an admin reset lacks",
+			cfg:  mailtmpl.Config{Subject: "Code {{slice .RecoveryCode 0 3}}-{{slice .RecoveryCode 3}} for {{.Recipient}}"},
+			data: func(d *mailtmpl.Data) { d.RecoveryCode = "" },
+			want: []string{"template.subject", "{{slice .RecoveryCode 0 3}}", "calling slice", "out of range"},
+		},
+		{
 			name:   "file of template.dir",
 			files:  map[string]string{"body.txt": "Hello,\n\nyour name: {{index .Identity.Traits.name \"first\"}}\n"},
 			traits: map[string]any{"name": "dir-name-secret"},
@@ -576,6 +663,9 @@ func TestRenderErrorsQuoteNoData(t *testing.T) {
 			d := secretData()
 			for k, v := range tt.traits {
 				d.Identity.Traits[k] = v
+			}
+			if tt.data != nil {
+				tt.data(&d)
 			}
 			_, err := s.Render(d)
 			if err == nil {

@@ -366,8 +366,14 @@ type PasswordMessage struct {
 	IdentityId string `protobuf:"bytes,4,opt,name=identity_id,json=identityId,proto3" json:"identity_id,omitempty"`
 	// The identity's traits as a JSON object.
 	IdentityTraitsJson []byte `protobuf:"bytes,5,opt,name=identity_traits_json,json=identityTraitsJson,proto3" json:"identity_traits_json,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Kratos's own recovery code (code method) and recovery link (link
+	// method) of the message that asked for this reset, so that a template
+	// can put them in the same mail; empty for admin resets. Secrets, like
+	// the password.
+	RecoveryCode  string `protobuf:"bytes,6,opt,name=recovery_code,json=recoveryCode,proto3" json:"recovery_code,omitempty"`
+	RecoveryUrl   string `protobuf:"bytes,7,opt,name=recovery_url,json=recoveryUrl,proto3" json:"recovery_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PasswordMessage) Reset() {
@@ -433,6 +439,20 @@ func (x *PasswordMessage) GetIdentityTraitsJson() []byte {
 		return x.IdentityTraitsJson
 	}
 	return nil
+}
+
+func (x *PasswordMessage) GetRecoveryCode() string {
+	if x != nil {
+		return x.RecoveryCode
+	}
+	return ""
+}
+
+func (x *PasswordMessage) GetRecoveryUrl() string {
+	if x != nil {
+		return x.RecoveryUrl
+	}
+	return ""
 }
 
 type SendMessageResponse struct {
@@ -897,7 +917,7 @@ const file_gateway_proto_rawDesc = "" +
 	"\x0fRenderedMessage\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\ttext_body\x18\x02 \x01(\tR\btextBody\x12\x1b\n" +
-	"\thtml_body\x18\x03 \x01(\tR\bhtmlBody\"\xbc\x01\n" +
+	"\thtml_body\x18\x03 \x01(\tR\bhtmlBody\"\x84\x02\n" +
 	"\x0fPasswordMessage\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\tR\bpassword\x12\x1d\n" +
 	"\n" +
@@ -905,7 +925,9 @@ const file_gateway_proto_rawDesc = "" +
 	"\tlogin_url\x18\x03 \x01(\tR\bloginUrl\x12\x1f\n" +
 	"\videntity_id\x18\x04 \x01(\tR\n" +
 	"identityId\x120\n" +
-	"\x14identity_traits_json\x18\x05 \x01(\fR\x12identityTraitsJson\"o\n" +
+	"\x14identity_traits_json\x18\x05 \x01(\fR\x12identityTraitsJson\x12#\n" +
+	"\rrecovery_code\x18\x06 \x01(\tR\frecoveryCode\x12!\n" +
+	"\frecovery_url\x18\a \x01(\tR\vrecoveryUrl\"o\n" +
 	"\x13SendMessageResponse\x12!\n" +
 	"\fserver_reply\x18\x01 \x01(\tR\vserverReply\x125\n" +
 	"\x05trace\x18\x02 \x03(\v2\x1f.kratosemailgateway.v1.SmtpStepR\x05trace\"w\n" +

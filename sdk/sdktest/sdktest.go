@@ -110,6 +110,26 @@ func Run(t *testing.T, impl sdk.Gateway, opts Options) {
 			t.Fatalf("Render(no password message) = %v, want sdk.ErrInvalidArgument", err)
 		}
 	})
+	t.Run("renders a password message carrying Kratos's recovery code or link", func(t *testing.T) {
+		// A self-service reset passes on Kratos's own code (code method) or
+		// link (link method); the plugin may show them or not, but must
+		// render the mail either way.
+		for _, kratos := range []sdk.PasswordMessage{
+			{RecoveryCode: "482913"},
+			{RecoveryURL: "http://127.0.0.1:4433/self-service/recovery?flow=7c1f7e9e&token=sdktest"},
+		} {
+			msg := kratos
+			msg.Password, msg.ExpiresAt, msg.LoginURL = "Sdktest-Render-5172", time.Now().Add(time.Hour), "http://127.0.0.1:4455/login"
+			msg.IdentityID, msg.IdentityTraits = "7c1f7e9e-0000-4000-8000-000000000001", json.RawMessage(`{"email":"`+opts.Recipient+`"}`)
+			resp, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: opts.Recipient, Password: &msg})
+			if err != nil {
+				t.Fatalf("Render(with Kratos's recovery code or link): %v", err)
+			}
+			if resp.Subject == "" || !strings.Contains(resp.TextBody+resp.HTMLBody, "Sdktest-Render-5172") {
+				t.Fatalf("Render = %+v, want a subject and a body naming the password", resp)
+			}
+		}
+	})
 	t.Run("probes the SMTP server stage by stage", func(t *testing.T) {
 		resp, err := gw.Probe(ctx, &sdk.ProbeRequest{Recipient: opts.Recipient})
 		if err != nil {

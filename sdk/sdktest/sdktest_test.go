@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
@@ -99,5 +101,46 @@ func TestErrorsCrossTheConnection(t *testing.T) {
 	_, err := gw.SendMessage(context.Background(), &sdk.SendMessageRequest{Recipient: "a@example.com", Rendered: &sdk.RenderedMessage{Subject: "s"}})
 	if !errors.Is(err, sdk.ErrUnavailable) || err.Error() != "smtp rcpt_to: 450 mailbox busy: temporarily unavailable" {
 		t.Errorf("SendMessage = %v, want the plugin's message matching sdk.ErrUnavailable", err)
+	}
+}
+
+// Every field of a password message reaches the plugin over gRPC, Kratos's
+// recovery code and link included.
+func TestPasswordMessageCrossesTheConnection(t *testing.T) {
+	t.Parallel()
+	var got []*sdk.PasswordMessage
+	gw := Connect(t, &Fake{
+		RenderF: func(_ context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+			got = append(got, r.Password)
+			return &sdk.RenderResponse{}, nil
+		},
+		SendMessageF: func(_ context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+			got = append(got, r.Password)
+			return &sdk.SendMessageResponse{}, nil
+		},
+	})
+	want := &sdk.PasswordMessage{
+		Password:       "Tq8#Lw2@Pw-4711",
+		ExpiresAt:      time.Date(2026, time.March, 1, 12, 30, 0, 0, time.UTC),
+		LoginURL:       "https://auth.example.com/login",
+		IdentityID:     "9f425a8d-7efc-4768-8f23-7647a74fdf13",
+		IdentityTraits: json.RawMessage(`{"email":"jane@example.com"}`),
+		RecoveryCode:   "482913",
+		RecoveryURL:    "https://auth.example.com/self-service/recovery?flow=f&token=t",
+	}
+	ctx := context.Background()
+	if _, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: "jane@example.com", Password: want}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "jane@example.com", Password: want}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("the plugin got %d password messages, want 2", len(got))
+	}
+	for _, g := range got {
+		if !reflect.DeepEqual(g, want) {
+			t.Errorf("the plugin got\n %+v\nwant\n %+v", g, want)
+		}
 	}
 }
