@@ -162,6 +162,8 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			Recipient:  msg.Recipient,
 			Trigger:    "self-service",
 			Message:    msg.TemplateData.RecoveryCode + msg.TemplateData.RecoveryURL,
+			KratosCode: msg.TemplateData.RecoveryCode,
+			KratosURL:  msg.TemplateData.RecoveryURL,
 		}, policy(cfg))
 		if err != nil {
 			status := statusOf(err)

@@ -167,7 +167,7 @@ func TestRecoveryBecomesAReset(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service",
-		Message: "693553"}}
+		Message: "693553", KratosCode: "693553"}}
 	if diff := cmp.Diff(want, rec.resets); diff != "" {
 		t.Errorf("resets (-want +got):\n%s", diff)
 	}
@@ -177,6 +177,33 @@ func TestRecoveryBecomesAReset(t *testing.T) {
 	}
 	if len(rec.sent) != 0 {
 		t.Errorf("the handler sent %d mails itself; the reset sends the only one", len(rec.sent))
+	}
+}
+
+// A link-method message (recovery_valid) hands its link to the reset, for
+// the templates' .RecoveryURL, as a code-method one hands its code; neither
+// reaches the log.
+func TestRecoveryLinkReachesTheReset(t *testing.T) {
+	t.Parallel()
+	const link = "http://127.0.0.1:4433/self-service/recovery?flow=0b3e&token=LinkTokSecret"
+	rec := &recorder{}
+	h, logs := newServer(t, true, rec)
+	body := with(t, sample(t), func(m map[string]any) {
+		m["template_type"] = "recovery_valid"
+		data := m["template_data"].(map[string]any)
+		delete(data, "recovery_code")
+		data["recovery_url"] = link
+	})
+	if w := post(h, "Bearer "+apiKey, bytes.NewReader(body)); w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	want := []recovery.Request{{IdentityID: "6da9db03-4d06-4da9-9684-9133a883a5fa", Recipient: "alice@example.com", Trigger: "self-service",
+		Message: link, KratosURL: link}}
+	if diff := cmp.Diff(want, rec.resets); diff != "" {
+		t.Errorf("resets (-want +got):\n%s", diff)
+	}
+	if strings.Contains(logs.String(), "LinkTokSecret") {
+		t.Errorf("the link reached the log:\n%s", logs)
 	}
 }
 

@@ -123,6 +123,13 @@ type Request struct {
 	// an admin run's id); empty for resets no message asked for. It is a
 	// secret: only a keyed digest of it is kept (sealing.Keyring.MessageKey).
 	Message string
+	// KratosCode and KratosURL are the recovery code (code method) or link
+	// (link method) of the Kratos message that asked for the reset, handed
+	// to the mail templates as .RecoveryCode and .RecoveryURL for a UI that
+	// waits for them; empty for admin resets. Secrets: they log the user in
+	// through Kratos's own recovery flow, so never log them.
+	KratosCode string
+	KratosURL  string
 }
 
 // Service performs resets and settles them at login. It holds no state
@@ -258,7 +265,7 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		return Result{}, false, nil, fmt.Errorf("issue password: %w", err)
 	}
 	expires := now.Add(pol.TTL)
-	msg, err := passwordMessage(pol, id, issued.Password, expires)
+	msg, err := passwordMessage(pol, id, issued.Password, expires, req)
 	if err != nil {
 		return Result{}, false, nil, err
 	}
@@ -394,7 +401,7 @@ func (s *Service) revoke(ctx context.Context, pol Policy, identityID string) err
 
 // passwordMessage is the data of the temporary password mail, built once so
 // that the mail rendered as a check is the mail sent.
-func passwordMessage(pol Policy, id *kratosadmin.Identity, password string, expires time.Time) (*sdk.PasswordMessage, error) {
+func passwordMessage(pol Policy, id *kratosadmin.Identity, password string, expires time.Time, req Request) (*sdk.PasswordMessage, error) {
 	traits, err := json.Marshal(id.Traits)
 	if err != nil {
 		return nil, fmt.Errorf("encode traits of identity %s: %w", id.ID, err)
@@ -405,6 +412,8 @@ func passwordMessage(pol Policy, id *kratosadmin.Identity, password string, expi
 		LoginURL:       pol.LoginURL,
 		IdentityID:     id.ID,
 		IdentityTraits: traits,
+		RecoveryCode:   req.KratosCode,
+		RecoveryURL:    req.KratosURL,
 	}, nil
 }
 

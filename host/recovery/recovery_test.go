@@ -499,3 +499,50 @@ func TestRecipientIsTheStoredAddress(t *testing.T) {
 		t.Errorf("Kelvin-sign recipient: Reset = %v, %d updates, %d mails; want ErrRecipientMismatch and nothing done", err, len(f.ids.updates), len(f.sent))
 	}
 }
+
+// Kratos's own code or link of the message that asked for a self-service
+// reset reaches the mail, the one rendered as a check and the one sent,
+// and never the log; an admin reset carries neither.
+func TestResetHandsKratosCodeToTheMail(t *testing.T) {
+	t.Parallel()
+	const (
+		code = "482913"
+		link = "http://127.0.0.1:4433/self-service/recovery?flow=f-1&token=tok-secret-77"
+	)
+	tests := []struct {
+		name string
+		req  Request
+		pol  Policy
+	}{
+		{"code method", Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", Message: code, KratosCode: code}, keepPolicy},
+		{"link method", Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", Message: link, KratosURL: link}, keepPolicy},
+		{"admin reset", Request{IdentityID: "id-1", Trigger: "admin"}, policy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(nil)
+			var rendered []*sdk.PasswordMessage
+			f.svc.mail.(*sdktest.Fake).RenderF = func(_ context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+				rendered = append(rendered, r.Password)
+				return &sdk.RenderResponse{Subject: "s", TextBody: "t"}, nil
+			}
+			if out, err := f.reset(context.Background(), tt.req, tt.pol); err != nil || out != OutcomeSent {
+				t.Fatalf("Reset = %q, %v; want sent", out, err)
+			}
+			if len(rendered) != 1 || len(f.sent) != 1 {
+				t.Fatalf("rendered %d and sent %d mails, want one each", len(rendered), len(f.sent))
+			}
+			for what, p := range map[string]*sdk.PasswordMessage{"rendered": rendered[0], "sent": f.sent[0].Password} {
+				if p.RecoveryCode != tt.req.KratosCode || p.RecoveryURL != tt.req.KratosURL {
+					t.Errorf("%s mail: RecoveryCode %q, RecoveryURL %q; want %q, %q", what, p.RecoveryCode, p.RecoveryURL, tt.req.KratosCode, tt.req.KratosURL)
+				}
+			}
+			for _, secret := range []string{code, "tok-secret-77"} {
+				if strings.Contains(f.logs.String(), secret) {
+					t.Errorf("Kratos's code or link reached the log:\n%s", f.logs.String())
+				}
+			}
+		})
+	}
+}
