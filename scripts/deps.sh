@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local stack need, once, into .cache/:
-#   Kratos v1.3.1 (built with -tags sqlite from the Go module proxy) and Mailpit
-#   (from the Go module proxy, its web UI with npm).
+#   Kratos v1.3.1 (built with -tags sqlite from the Go module proxy), Kratos
+#   v26.2.0 (built with -tags sqlite from its source archive, see build_kratos_v26)
+#   and Mailpit (from the Go module proxy, its web UI with npm).
 # `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`;
 # `scripts/deps.sh chromium` installs Debian's chromium for the browser test
 # (integration/browser_test.go);
-# `scripts/deps.sh binaries` builds only Kratos and Mailpit (the local stack);
+# `scripts/deps.sh binaries` builds only Kratos (both versions) and Mailpit (the local stack);
+# `scripts/deps.sh kratos-v26.2.0` builds only Kratos v26.2.0;
 # `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
 # recovery burst benchmark on PostgreSQL (`make bench`).
 # Re-running is cheap: binaries are keyed by version and reused.
@@ -13,6 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.cache"
 KRATOS_VERSION=v1.3.1
+KRATOS_V26_VERSION=v26.2.0
 MAILPIT_VERSION=v1.27.11
 mkdir -p "$cache"
 
@@ -54,6 +57,59 @@ build_kratos() {
     -o "$out.tmp" . && mv "$out.tmp" "$out")
 }
 
+# Kratos's calendar versions (v25.x, v26.x) keep the module path
+# github.com/ory/kratos without a /v26 suffix, so the Go module proxy refuses
+# them: v26.2.0 is built from its source (every dependency still comes from
+# the proxy; oryx and pkg/client-go are inside the tree). The source is
+# ../shared/kratos/kratos-v26.2.0-src.tar.gz when that file exists (a
+# `git archive --prefix=kratos-v26.2.0/` of the tag, checksum below, from
+# ../shared/kratos/README.md), otherwise GitHub's archive of the tag.
+#
+# Only the shared archive's checksum is pinned. GitHub's archive has another
+# prefix (kratos-26.2.0/) and another checksum, and this script was written
+# where there is no internet to compute it; rather than trust an unverified
+# download, the script prints the checksum it got and stops until it is
+# given as KRATOS_V26_GITHUB_SHA256 (or pinned below once verified).
+KRATOS_V26_SHARED_ARCHIVE="$root/../shared/kratos/kratos-$KRATOS_V26_VERSION-src.tar.gz"
+KRATOS_V26_SHARED_SHA256=cc0c49c783efbb14b74e8570834db4be6acd4425279ddd6928f7e176639451dd
+KRATOS_V26_GITHUB_URL="https://github.com/ory/kratos/archive/refs/tags/$KRATOS_V26_VERSION.tar.gz"
+KRATOS_V26_GITHUB_SHA256="${KRATOS_V26_GITHUB_SHA256:-}" # not pinned: see above
+
+build_kratos_v26() {
+  local out="$cache/kratos-$KRATOS_V26_VERSION"
+  [ -x "$out" ] && return 0
+  local archive want
+  if [ -f "$KRATOS_V26_SHARED_ARCHIVE" ]; then
+    archive=$KRATOS_V26_SHARED_ARCHIVE want=$KRATOS_V26_SHARED_SHA256
+  else
+    archive="$cache/kratos-$KRATOS_V26_VERSION-github.tar.gz" want=$KRATOS_V26_GITHUB_SHA256
+    if [ ! -s "$archive" ]; then
+      echo "deps: downloading Kratos $KRATOS_V26_VERSION's source from $KRATOS_V26_GITHUB_URL" >&2
+      curl -fsSL -o "$archive.tmp" "$KRATOS_V26_GITHUB_URL" && mv "$archive.tmp" "$archive"
+    fi
+  fi
+  local got
+  got=$(sha256sum "$archive" | cut -d' ' -f1)
+  if [ -z "$want" ]; then
+    echo "deps: the checksum of $KRATOS_V26_GITHUB_URL is not pinned in scripts/deps.sh; the download has sha256 $got." >&2
+    echo "deps: verify it (e.g. against the tag in a git clone), then re-run with KRATOS_V26_GITHUB_SHA256=$got" >&2
+    return 1
+  fi
+  if [ "$got" != "$want" ]; then
+    echo "deps: $archive has sha256 $got, want $want; refusing to build it" >&2
+    return 1
+  fi
+  echo "deps: building Kratos $KRATOS_V26_VERSION from $(basename "$archive") (about 4 minutes on 2 cores, once)" >&2
+  local src="$cache/kratos-$KRATOS_V26_VERSION-src"
+  rm -rf "$src" && mkdir -p "$src"
+  # --strip-components: the two archives name their top folder differently.
+  tar -xzf "$archive" -C "$src" --strip-components=1
+  (cd "$src" && GOWORK=off go build -tags sqlite -trimpath \
+    -ldflags "-X github.com/ory/kratos/driver/config.Version=$KRATOS_V26_VERSION" \
+    -o "$out.tmp" . && mv "$out.tmp" "$out")
+  rm -rf "$src"
+}
+
 # Mailpit's module holds the sources of its web UI but not the built bundle
 # (`go install` gives a blank inbox page), so the UI is built with npm first.
 # Without npm, or if that build fails, Mailpit is built without it: the API
@@ -81,7 +137,8 @@ case "${1:-all}" in
   protoc) install_protoc ;;
   chromium) install_chromium ;;
   postgres) install_postgres ;;
-  all) install_protoc; install_chromium; build_kratos; build_mailpit ;;
-  binaries) build_kratos; build_mailpit ;;
-  *) echo "usage: $0 [all|protoc|chromium|binaries|postgres]" >&2; exit 2 ;;
+  all) install_protoc; install_chromium; build_kratos; build_kratos_v26; build_mailpit ;;
+  binaries) build_kratos; build_kratos_v26; build_mailpit ;;
+  "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
+  *) echo "usage: $0 [all|protoc|chromium|binaries|postgres|kratos-$KRATOS_V26_VERSION]" >&2; exit 2 ;;
 esac
