@@ -32,6 +32,8 @@ const usage = `gateway: the kratos-email-gateway host
 Usage:
   gateway serve --config FILE          run the HTTP server Kratos calls
   gateway config check --config FILE   validate a config, plugin sections included
+  gateway doctor --config FILE         prove Kratos's wiring to the running gateway, stage by
+                                       stage, with a canary identity it deletes afterwards
   gateway reset --config FILE (--id ID | --email ADDR | --file FILE | --all) [--dry-run] [--concurrency N] [--run-id ID]
                                        issue temporary passwords as an admin: replaces the
                                        password at once and ends the identity's sessions
@@ -52,6 +54,8 @@ func Run(ctx context.Context, env Env) int {
 		return exit(env, serve(ctx, env, args[1:]))
 	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
 		return exit(env, checkConfig(ctx, env, args[2:]))
+	case len(args) >= 1 && args[0] == "doctor":
+		return exit(env, doctor(ctx, env, args[1:]))
 	case len(args) >= 1 && args[0] == "reset":
 		return exit(env, reset(ctx, env, args[1:]))
 	case len(args) >= 2 && args[0] == "smtp" && args[1] == "test":

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -89,6 +91,17 @@ func serve(ctx context.Context, env Env, args []string) error {
 		Log:     log,
 	}
 	checks = append(checks, httpapi.Check{Name: "config", Run: store.Healthy})
+	// Until the wiring check proved that Kratos calls the migration hook,
+	// self-service recoveries get Kratos's own message (package wiring).
+	hook := wiring.NewStatus("")
+	if cfg.Kratos.VerifyWiring {
+		hook = wiring.NewStatus("not checked yet")
+		reloader.Applied = func(prev, next *config.Config) {
+			if wiringChanged(prev, next) {
+				hook.Recheck("re-checking after a config change")
+			}
+		}
+	}
 	srv := httpapi.New(httpapi.Deps{
 		Config:   store.Current,
 		Reset:    resets,
@@ -99,6 +112,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		Log:      log,
 		Observer: m,
 		Metrics:  m.Handler(),
+		Wiring:   hook,
 	})
 
 	servers, err := openServers(cfg, srv, log)
@@ -111,6 +125,15 @@ func serve(ctx context.Context, env Env, args []string) error {
 		if s.key != "listen" {
 			log.Info(s.what+" serving", "key", s.key, "listen", s.ln.Addr().String(), "tls", s.tls)
 		}
+	}
+	if cfg.Kratos.VerifyWiring {
+		publicHTTP := &http.Client{Timeout: 10 * time.Second}
+		go hook.Run(ctx, func(ctx context.Context) wiring.Report {
+			c := store.Current()
+			return (&wiring.Checker{Admin: kratos, PublicURL: c.Kratos.PublicURL, HTTP: publicHTTP, Keys: c.Keyring, Log: log}).VerifyHook(ctx)
+		}, wiringSchedule, log, m.Wiring)
+	} else {
+		m.Wiring(true)
 	}
 	go func() {
 		if err := reloader.Watch(ctx); err != nil {
@@ -146,6 +169,19 @@ func serve(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// wiringSchedule retries a failed wiring check soon (Kratos often starts
+// after the gateway) and less often the longer it fails; a passed check is
+// repeated hourly, since kratos.yml can change under a running gateway.
+var wiringSchedule = wiring.Schedule{First: 5 * time.Second, Max: 5 * time.Minute, Every: time.Hour}
+
+// wiringChanged reports whether a reload changed what the wiring check
+// proved: the key Kratos must send, the keys the hook's answer depends on,
+// or where Kratos is.
+func wiringChanged(prev, next *config.Config) bool {
+	return prev.Webhook.APIKey != next.Webhook.APIKey || !slices.Equal(prev.Secrets.Cipher, next.Secrets.Cipher) ||
+		prev.Kratos.AdminURL != next.Kratos.AdminURL || prev.Kratos.PublicURL != next.Kratos.PublicURL
 }
 
 // server is one of the host's HTTP servers on its bound listener.

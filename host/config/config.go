@@ -75,6 +75,10 @@ type Kratos struct {
 	PublicURL     string `koanf:"public_url"`
 	LoginUIURL    string `koanf:"login_ui_url"`
 	SettingsUIURL string `koanf:"settings_ui_url"`
+	// VerifyWiring makes serve prove, with a throwaway canary identity, that
+	// Kratos calls the password migration hook before a recovery relies on
+	// it (package wiring).
+	VerifyWiring bool `koanf:"verify_wiring"`
 }
 
 // Plugin locates the email plugin binary.
@@ -159,6 +163,7 @@ func defaults() map[string]any {
 		"kratos.public_url":                "http://127.0.0.1:4433",
 		"kratos.login_ui_url":              "http://127.0.0.1:4455/login",
 		"kratos.settings_ui_url":           "http://127.0.0.1:4455/settings",
+		"kratos.verify_wiring":             true,
 		"plugin.path":                      "bin/gateway-email-plugin",
 		"password.length":                  16,
 		"password.ttl":                     "1h",
@@ -357,6 +362,9 @@ func (c *Config) Validate() error {
 // start and on every reload. They never hold a value of the config.
 func (c *Config) Warnings() []string {
 	var w []string
+	if !c.Kratos.VerifyWiring {
+		w = append(w, "kratos.verify_wiring: false: the gateway relies on Kratos's password migration hook without proving that Kratos calls it; if kratos.yml lacks selfservice.methods.password.config.migrate_hook, every user who asks for a recovery is locked out until an admin resets them. Run gateway doctor after every change of kratos.yml.")
+	}
 	if !c.Password.KeepCurrentUntilUsed {
 		w = append(w, "password.keep_current_until_used: false is no longer honoured: self-service recovery always keeps the current password until the temporary one is used, because anyone who knows an address can start one; admin resets (gateway reset, the admin API) still replace it at once. Remove the key.")
 	}

@@ -36,6 +36,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			PublicURL:     "http://127.0.0.1:4433",
 			LoginUIURL:    "http://127.0.0.1:4455/login",
 			SettingsUIURL: "http://127.0.0.1:4455/settings",
+			VerifyWiring:  true,
 		},
 		Plugin:   Plugin{Path: "bin/gateway-email-plugin"},
 		Password: Password{Length: 16, TTL: time.Hour, Cooldown: time.Minute, KeepCurrentUntilUsed: true, RevokeSessions: true},

@@ -68,6 +68,8 @@ var restartOnly = []struct {
 	// The paths are bound at start; the files' content reloads (host/listen).
 	{"tls.cert_file", func(c *Config) any { return c.TLS.CertFile }},
 	{"tls.key_file", func(c *Config) any { return c.TLS.KeyFile }},
+	// The wiring check starts with serve or not at all.
+	{"kratos.verify_wiring", func(c *Config) any { return c.Kratos.VerifyWiring }},
 }
 
 // Reloader re-reads the config file when it changes.
@@ -81,6 +83,9 @@ type Reloader struct {
 	Apply func(ctx context.Context, c *Config) ([]string, error)
 	// Observe, when set, is told each reload's result: applied or refused.
 	Observe func(result string)
+	// Applied, when set, is called after a reload took effect, with the
+	// config before and after it.
+	Applied func(prev, next *Config)
 	Log     *slog.Logger
 }
 
@@ -115,12 +120,15 @@ func (r *Reloader) reload(ctx context.Context) error {
 		}
 	}
 	next.Listen, next.Plugin, next.Admin.Listen, next.DemoUI.Listen = prev.Listen, prev.Plugin, prev.Admin.Listen, prev.DemoUI.Listen
-	next.Gate.Listen, next.TLS = prev.Gate.Listen, prev.TLS
+	next.Gate.Listen, next.TLS, next.Kratos.VerifyWiring = prev.Gate.Listen, prev.TLS, prev.Kratos.VerifyWiring
 	warnings, err := r.Apply(ctx, next)
 	if err != nil {
 		return fmt.Errorf("plugin refused its sections: %w", err)
 	}
 	r.Store.cur.Store(next)
+	if r.Applied != nil {
+		r.Applied(prev, next)
+	}
 	for _, w := range append(next.Warnings(), warnings...) {
 		r.Log.Warn("security warning", "warning", w)
 	}

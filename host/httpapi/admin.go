@@ -42,7 +42,7 @@ func (s *Server) adminReset(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	pol := policy(cfg)
+	pol := s.policy(cfg)
 	pol.KeepCurrent, pol.RevokeSessions = false, true
 	res, err := s.reset.Reset(r.Context(), recovery.Request{IdentityID: id, Recipient: body.Recipient, Trigger: "admin-api"}, pol)
 	if err != nil {

@@ -13,12 +13,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -51,6 +53,8 @@ type Observer interface {
 	// constants.
 	Reset(trigger, outcome, reason string)
 	PasswordHook(verdict string)
+	// Unauthorized counts one call refused for its API key, by path.
+	Unauthorized(path string)
 }
 
 // Deps are the Server's collaborators.
@@ -67,6 +71,15 @@ type Deps struct {
 	Observer Observer
 	// Metrics serves GET /metrics.
 	Metrics http.Handler
+	// Wiring says whether Kratos's password migration hook is proven; nil
+	// means it is (kratos.verify_wiring: false).
+	Wiring Wiring
+}
+
+// Wiring is what the handlers need to know of the wiring check (package
+// wiring): why the migration hook is not proven, or "" once it is.
+type Wiring interface {
+	Unproven() string
 }
 
 // Server holds the handlers' dependencies.
@@ -80,12 +93,22 @@ type Server struct {
 	log      *slog.Logger
 	observe  Observer
 	metrics  http.Handler
+	wiring   Wiring
+	// keyFault is the last call from Kratos with a wrong API key, until a
+	// correctly keyed call arrives (see authenticated).
+	keyFault atomic.Pointer[keyFault]
+}
+
+// keyFault is a refused call on one of Kratos's endpoints.
+type keyFault struct {
+	path string
+	at   time.Time
 }
 
 // New returns a Server.
 func New(d Deps) *Server {
 	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready,
-		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics}
+		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with
@@ -108,10 +131,16 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !bearerMatches(r, s.config().Webhook.APIKey) {
+			// A Kratos with the wrong key fails every courier message and,
+			// through the login hook, every password login: readiness says
+			// so until a correctly keyed call arrives.
+			s.keyFault.Store(&keyFault{path: r.URL.Path, at: s.now()})
+			s.observe.Unauthorized(r.URL.Path)
 			s.log.Warn("request refused: missing or wrong API key", "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API key: send \"Authorization: Bearer <webhook.api_key>\"")
 			return
 		}
+		s.keyFault.Store(nil)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -144,6 +173,14 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("template_type", msg.TemplateType)
+	if wiring.IsCanary(msg.Recipient) {
+		// The wiring check's canary: the message proves Kratos's courier
+		// reaches the gateway with the right key; .invalid takes no mail.
+		log.Info("canary message of the wiring check answered; nothing sent", "event", "wiring_canary")
+		s.observe.Message(msg.TemplateType, "canary")
+		writeJSON(w, http.StatusOK, map[string]string{"status": "canary", "delivery": "none"})
+		return
+	}
 	ctx, split := timing.Start(r.Context())
 	start := time.Now()
 
@@ -164,7 +201,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			Message:    msg.TemplateData.RecoveryCode + msg.TemplateData.RecoveryURL,
 			KratosCode: msg.TemplateData.RecoveryCode,
 			KratosURL:  msg.TemplateData.RecoveryURL,
-		}, policy(cfg))
+		}, s.policy(cfg))
 		if err != nil {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
@@ -226,8 +263,8 @@ func logHandled(log *slog.Logger, outcome string, start time.Time, split *timing
 // policy is the reset policy of one config snapshot. Self-service recovery
 // always keeps the current password until the temporary one is used:
 // anyone who knows an address can ask for it.
-func policy(cfg *config.Config) recovery.Policy {
-	return recovery.Policy{
+func (s *Server) policy(cfg *config.Config) recovery.Policy {
+	pol := recovery.Policy{
 		TTL:            cfg.Password.TTL,
 		Cooldown:       cfg.Password.Cooldown,
 		KeepCurrent:    true,
@@ -237,12 +274,23 @@ func policy(cfg *config.Config) recovery.Policy {
 		KratosTimeout:  cfg.Timeouts.Kratos,
 		SMTPTimeout:    cfg.Timeouts.SMTP,
 	}
+	if s.wiring != nil {
+		pol.HookUnproven = s.wiring.Unproven()
+	}
+	return pol
 }
 
-// rendered keeps Kratos's subject and body. Kratos puts the output of its
-// HTML body template in "body" (courier.QueueEmail); the default templates
-// are plain text, custom ones are often HTML, so the content decides.
+// rendered keeps Kratos's subject and bodies. "body" is the output of
+// Kratos's plain-text template (courier.QueueEmail). Kratos v26 also sends
+// its HTML template's output as "html_body": then the mail carries both
+// parts as Kratos rendered them. The field itself says Kratos sent it, so no
+// version check is needed. Without it (v1.3.1 sends no HTML at all over
+// HTTP) a custom plain-text template that holds HTML is sent as HTML, so
+// the content decides.
 func rendered(m courierMessage) *sdk.RenderedMessage {
+	if m.HTMLBody != "" {
+		return &sdk.RenderedMessage{Subject: m.Subject, TextBody: m.Body, HTMLBody: m.HTMLBody}
+	}
 	if strings.HasPrefix(http.DetectContentType([]byte(m.Body)), "text/html") {
 		return &sdk.RenderedMessage{Subject: m.Subject, HTMLBody: m.Body}
 	}
@@ -273,7 +321,9 @@ func (s *Server) alive(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readiness runs every check; the body names the failing ones so an
-// operator sees why without reading logs.
+// operator sees why without reading logs. An unproven migration hook is
+// reported but keeps the host ready: every mail still goes out, recoveries
+// as Kratos rendered them.
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
@@ -283,11 +333,25 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 			errs[c.Name] = err.Error()
 		}
 	}
+	if f := s.keyFault.Load(); f != nil {
+		errs["webhook_key"] = fmt.Sprintf("a call to %s at %s carried a wrong API key: Kratos fails every courier message and password login while its key differs from webhook.api_key (set it in kratos.yml); this clears with the next correctly keyed call",
+			f.path, f.at.UTC().Format(time.RFC3339))
+	}
+	wiringState := "verified"
+	if s.wiring != nil {
+		if why := s.wiring.Unproven(); why != "" {
+			wiringState = "unverified: " + why
+		}
+	}
 	if len(errs) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "errors": errs})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "errors": errs, "wiring": wiringState})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	status := "ok"
+	if wiringState != "verified" {
+		status = "degraded"
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": status, "wiring": wiringState})
 }
 
 // readJSON decodes a capped body into v and returns the status to answer

@@ -512,3 +512,91 @@ func TestHostileJSONIsCheap(t *testing.T) {
 		}
 	}
 }
+
+// A call with a wrong API key makes the host unready, naming the path and
+// counting it, until a correctly keyed call arrives: Kratos with a wrong key
+// fails every courier message and every password login.
+func TestWrongKeyMakesTheHostUnreadyUntilARightOne(t *testing.T) {
+	t.Parallel()
+	h, _ := newServer(t, true, &recorder{})
+	ready := func() (int, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := ready(); code != http.StatusOK {
+		t.Fatalf("ready before any call = %d %s", code, body)
+	}
+	if w := hook(h, "/hooks/login", "Bearer wrong-key-0123456789", loginBody(t, nil)); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong key: HTTP %d", w.Code)
+	}
+	code, body := ready()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"webhook_key"`) || !strings.Contains(body, "/hooks/login") {
+		t.Errorf("ready after a wrong key = %d %s, want 503 naming webhook_key and the path", code, body)
+	}
+	if strings.Contains(body, "wrong-key-0123456789") || strings.Contains(body, apiKey) {
+		t.Errorf("readiness shows a key: %s", body)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(w.Body.String(), `kratos_email_gateway_unauthorized_total{path="/hooks/login"} 1`) {
+		t.Errorf("no metric counts the refused call")
+	}
+	if w := hook(h, "/hooks/login", "Bearer "+apiKey, loginBody(t, nil)); w.Code != http.StatusOK {
+		t.Fatalf("right key: HTTP %d", w.Code)
+	}
+	if code, body := ready(); code != http.StatusOK {
+		t.Errorf("ready after a correctly keyed call = %d %s", code, body)
+	}
+}
+
+type unproven string
+
+func (u unproven) Unproven() string { return string(u) }
+
+// While the migration hook is unproven, a recovery's policy says so (the
+// reset then leaves it to Kratos) and readiness reports it without failing.
+func TestUnprovenWiringReachesThePolicyAndReadiness(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	cfg := testConfig(true)
+	m := metrics.New(func() int { return 0 })
+	h := New(Deps{Config: func() *config.Config { return cfg }, Reset: rec, Send: rec.sender(), Sessions: rec, Now: time.Now,
+		Log: slog.New(slog.DiscardHandler), Observer: m, Metrics: m.Handler(), Wiring: unproven("password migration hook: HTTP 500")}).Handler()
+	if w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t))); w.Code != http.StatusOK {
+		t.Fatalf("HTTP %d", w.Code)
+	}
+	if got := rec.policies[0].HookUnproven; got != "password migration hook: HTTP 500" {
+		t.Errorf("policy.HookUnproven = %q", got)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"status":"degraded"`) || !strings.Contains(w.Body.String(), `"wiring":"unverified: password migration hook: HTTP 500"`) {
+		t.Errorf("readiness = %d %s, want 200 degraded with the reason", w.Code, w.Body)
+	}
+}
+
+// The wiring check's canary message is answered 2xx and never sent.
+func TestCanaryMessageIsNeverSent(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	h, _ := newServer(t, true, rec)
+	for _, tmpl := range []string{"recovery_code_valid", "verification_code_valid"} {
+		body := with(t, sample(t), func(m map[string]any) {
+			m["recipient"] = "kratos-email-gateway-canary-2@canary.invalid"
+			m["template_type"] = tmpl
+		})
+		w := post(h, "Bearer "+apiKey, bytes.NewReader(body))
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"status":"canary"`) {
+			t.Errorf("%s: HTTP %d %s, want 200 canary", tmpl, w.Code, w.Body)
+		}
+	}
+	if len(rec.sent) != 0 || len(rec.resets) != 0 {
+		t.Errorf("a canary message was sent (%d) or reset (%d)", len(rec.sent), len(rec.resets))
+	}
+	if w := post(h, "Bearer wrong-key-0123456789", bytes.NewReader(with(t, sample(t), func(m map[string]any) {
+		m["recipient"] = "kratos-email-gateway-canary-2@canary.invalid"
+	}))); w.Code != http.StatusUnauthorized {
+		t.Errorf("canary with a wrong key: HTTP %d, want 401", w.Code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	kratos "github.com/ory/kratos-client-go"
 )
@@ -39,6 +40,8 @@ type Identity struct {
 	// UsesMigrationHook says Kratos asks the password migration hook at the
 	// next password login instead of checking PasswordHash.
 	UsesMigrationHook bool
+	// CreatedAt is when Kratos created the identity.
+	CreatedAt time.Time
 }
 
 // Client talks to one Kratos admin endpoint.
@@ -180,6 +183,52 @@ func (c *Client) RevokeSessions(ctx context.Context, id string) error {
 		// Kratos answers 404 when the identity has no sessions: nothing to end.
 		return classify("revoke sessions of "+id, resp, err)
 	}
+// CreateIdentity creates an identity with the given traits and
+// metadata_admin, without credentials.
+func (c *Client) CreateIdentity(ctx context.Context, schemaID string, traits, metadataAdmin map[string]any) (*Identity, error) {
+	body := kratos.NewCreateIdentityBody(schemaID, traits)
+	if metadataAdmin != nil {
+		body.MetadataAdmin = metadataAdmin
+	}
+	ki, resp, err := c.api.IdentityAPI.CreateIdentity(ctx).CreateIdentityBody(*body).Execute()
+	if err != nil {
+		return nil, classify("create identity", resp, err)
+	}
+	return fromKratos(ki)
+}
+
+// DeleteIdentity deletes an identity; one that is already gone is not an
+// error.
+func (c *Client) DeleteIdentity(ctx context.Context, id string) error {
+	resp, err := c.api.IdentityAPI.DeleteIdentity(ctx, id).Execute()
+	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
+		return classify("delete identity "+id, resp, err)
+	}
+	return nil
+}
+
+// CourierMessage is the part of a message in Kratos's courier queue that
+// tells whether and how it was delivered.
+type CourierMessage struct {
+	TemplateType string
+	// Status is queued, processing, sent or abandoned.
+	Status    string
+	SendCount int64
+}
+
+// CourierMessages lists the messages Kratos's courier holds for recipient.
+func (c *Client) CourierMessages(ctx context.Context, recipient string) ([]CourierMessage, error) {
+	list, resp, err := c.api.CourierAPI.ListCourierMessages(ctx).Recipient(recipient).Execute()
+	if err != nil {
+		return nil, classify("list courier messages", resp, err)
+	}
+	out := make([]CourierMessage, 0, len(list))
+	for _, m := range list {
+		out = append(out, CourierMessage{TemplateType: m.TemplateType, Status: string(m.Status), SendCount: m.SendCount})
+	}
+	return out, nil
+}
+
 	return nil
 }
 
@@ -252,7 +301,7 @@ func kratosReason(err error) string {
 }
 
 func fromKratos(ki *kratos.Identity) (*Identity, error) {
-	out := &Identity{ID: ki.Id, SchemaID: ki.SchemaId, State: ki.GetState()}
+	out := &Identity{ID: ki.Id, SchemaID: ki.SchemaId, State: ki.GetState(), CreatedAt: ki.GetCreatedAt()}
 	var err error
 	if out.Traits, err = asObject(ki.Traits); err != nil {
 		return nil, fmt.Errorf("identity %s traits: %w", ki.Id, err)

@@ -24,6 +24,8 @@ type Metrics struct {
 	logins    *prometheus.CounterVec
 	smtpStage *prometheus.HistogramVec
 	reloads   *prometheus.CounterVec
+	refused   *prometheus.CounterVec
+	wiring    prometheus.Gauge
 }
 
 // New registers the metrics. restarts reports the plugin relaunches so far.
@@ -51,12 +53,20 @@ func New(restarts func() int) *Metrics {
 			Help:    "Duration of each SMTP stage of the deliveries that were accepted.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"stage"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_unauthorized_total",
+			Help: "Calls on Kratos's endpoints refused for a missing or wrong API key, by path.",
+		}, []string{"path"}),
+		wiring: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kratos_email_gateway_wiring_verified",
+			Help: "1 once the gateway proved that Kratos calls its password migration hook (kratos.verify_wiring), else 0; while 0, self-service recoveries get Kratos's own message.",
+		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_config_reloads_total",
 			Help: "Config file reloads by result (applied, refused).",
 		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads,
+	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads, m.refused, m.wiring,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_plugin_restarts_total",
 			Help: "Relaunches of the email plugin after it died.",
@@ -98,6 +108,19 @@ func (m *Metrics) Reset(trigger, outcome, reason string) {
 
 // PasswordHook counts one answer of the migration hook.
 func (m *Metrics) PasswordHook(verdict string) { m.logins.WithLabelValues(verdict).Inc() }
+
+// Unauthorized counts one call refused for its API key; the path is one of
+// the host's routes, so the label stays bounded.
+func (m *Metrics) Unauthorized(path string) { m.refused.WithLabelValues(path).Inc() }
+
+// Wiring records whether the migration hook is proven.
+func (m *Metrics) Wiring(proven bool) {
+	v := 0.0
+	if proven {
+		v = 1
+	}
+	m.wiring.Set(v)
+}
 
 // ConfigReload counts one reload.
 func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }

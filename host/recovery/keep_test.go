@@ -543,3 +543,26 @@ func TestResetWithoutKeysIsAnError(t *testing.T) {
 		t.Errorf("the password was changed")
 	}
 }
+
+// While the migration hook is unproven, a self-service recovery changes
+// nothing and is left to Kratos; an admin reset, which needs no hook, goes
+// ahead.
+func TestUnprovenHookLeavesSelfServiceToKratos(t *testing.T) {
+	t.Parallel()
+	f := newFixture(nil)
+	pol := keepPolicy
+	pol.HookUnproven = "password migration hook: HTTP 500"
+	before := *f.ids.byID["id-1"]
+	res, err := f.resetResult(context.Background(), alice("k1"), pol)
+	if err != nil || res.Outcome != OutcomeKratosMessage || res.Reason != ReasonWiringUnverified {
+		t.Fatalf("Reset = %+v, %v; want Kratos's message (%s)", res, err, ReasonWiringUnverified)
+	}
+	if diff := cmp.Diff(before, *f.ids.byID["id-1"]); diff != "" || len(f.sent) != 0 {
+		t.Errorf("the identity changed or a mail went out:\n%s", diff)
+	}
+	admin := policy
+	admin.HookUnproven = pol.HookUnproven
+	if res, err := f.resetResult(context.Background(), Request{IdentityID: "id-1", Trigger: "admin"}, admin); err != nil || res.Outcome != OutcomeSent {
+		t.Errorf("admin reset while unproven = %+v, %v; want sent", res, err)
+	}
+}

@@ -65,6 +65,10 @@ const (
 	// ReasonSealUnreadable: the pending reset's sealed hash opens with no
 	// configured secrets.cipher key, so the current password is unknown.
 	ReasonSealUnreadable = "sealed_hash_unreadable"
+	// ReasonWiringUnverified: the gateway has not yet proven that Kratos
+	// calls its password migration hook (see package wiring), so a pending
+	// reset might lock the user out.
+	ReasonWiringUnverified = "wiring_unverified"
 	// ReasonPending: a reset mailed within the cooldown is still usable.
 	ReasonPending = "pending_reset_usable"
 )
@@ -103,7 +107,11 @@ type Policy struct {
 	KeepCurrent bool
 	// Keys seal and check what a pending reset keeps and key the message
 	// digests (secrets.cipher); nil when none are configured.
-	Keys           *sealing.Keyring
+	Keys *sealing.Keyring
+	// HookUnproven, when not empty, says why the gateway does not know that
+	// Kratos calls its password migration hook: a reset that relies on the
+	// hook is then left to Kratos.
+	HookUnproven   string
 	RevokeSessions bool
 	LoginURL       string
 	KratosTimeout  time.Duration
@@ -248,6 +256,11 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 
 	keep = pol.KeepCurrent
 	var sealed string
+	if keep && pol.HookUnproven != "" {
+		log.Warn("Kratos's password migration hook is not proven; Kratos's own recovery message goes out and nothing changes",
+			"reason", ReasonWiringUnverified, "wiring", pol.HookUnproven)
+		return Result{Outcome: OutcomeKratosMessage, Reason: ReasonWiringUnverified}, false, nil, nil
+	}
 	if keep {
 		var fallback string
 		if sealed, fallback, err = keepable(pol.Keys, id); err != nil {

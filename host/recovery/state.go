@@ -4,6 +4,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 )
 
 // Metadata keys other people's UIs and configs read (see DESIGN.md).
@@ -50,6 +52,14 @@ func readPending(admin map[string]any) (pending, bool) {
 	sealed, _ := p[KeySealedHash].(string)
 	mac, _ := p[KeyTempMAC].(string)
 	return pending{SealedHash: sealed, TempMAC: mac, ExpiresAt: exp}, true
+}
+
+// PendingAdmin is the metadata_admin a reset of an identity without a
+// password leaves: temp logs in through the migration hook until expires,
+// and nothing else does. The wiring check writes it on its canary identity
+// to prove that Kratos calls the hook and the gateway answers it.
+func PendingAdmin(keys *sealing.Keyring, identityID, temp string, expires time.Time) map[string]any {
+	return map[string]any{KeyAdmin: map[string]any{KeyPending: pending{TempMAC: keys.MAC(temp, identityID), ExpiresAt: expires}.toMap()}}
 }
 
 func (p pending) toMap() map[string]any {
