@@ -301,6 +301,30 @@ func TestOtherMailsGoOutAsKratosRenderedThem(t *testing.T) {
 			want: &sdk.RenderedMessage{Subject: "Recover access to your account",
 				HTMLBody: "<html><body><p>Your code: 123456</p></body></html>"},
 		},
+		{
+			// Kratos v26 sends its HTML template's output as html_body:
+			// the mail has both parts, whatever body looks like.
+			name:    "html_body from Kratos v26",
+			enabled: true,
+			edit: func(m map[string]any) {
+				m["template_type"] = "verification_code_valid"
+				m["body"] = "<p>code: 123456</p> in the plain-text template"
+				m["html_body"] = "<html><body><p>Your code: 123456</p></body></html>"
+			},
+			want: &sdk.RenderedMessage{Subject: "Recover access to your account",
+				TextBody: "<p>code: 123456</p> in the plain-text template",
+				HTMLBody: "<html><body><p>Your code: 123456</p></body></html>"},
+		},
+		{
+			name:    "empty html_body",
+			enabled: true,
+			edit: func(m map[string]any) {
+				m["template_type"] = "verification_code_valid"
+				m["html_body"] = ""
+			},
+			want: &sdk.RenderedMessage{Subject: "Recover access to your account",
+				TextBody: "Hi,\n\nplease recover access to your account by entering the following code:\n\n693553\n"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

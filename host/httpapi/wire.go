@@ -7,16 +7,18 @@ import (
 	"strings"
 )
 
-// courierMessage mirrors the body Kratos v1.3.1's courier POSTs with
+// courierMessage mirrors the body Kratos's courier POSTs with
 // delivery_strategy: http and the body template `function(ctx) ctx`:
 // courier/http_channel.go httpDataModel {recipient, subject, body,
-// template_type, template_data, message_type}. template_data is the
-// template's model (courier/template/email/*.go); only the fields the
-// gateway reads are named here, the rest is ignored.
+// template_type, template_data, message_type}, plus html_body and
+// request_headers from v26 on (testdata/ holds captures of both versions).
+// template_data is the template's model (courier/template/email/*.go); only
+// the fields the gateway reads are named here, the rest is ignored.
 type courierMessage struct {
 	Recipient    string       `json:"recipient"`
 	Subject      string       `json:"subject"`
 	Body         string       `json:"body"`
+	HTMLBody     string       `json:"html_body"` // the HTML template's output, from v26 on
 	TemplateType string       `json:"template_type"`
 	MessageType  string       `json:"message_type"`
 	TemplateData templateData `json:"template_data"`
