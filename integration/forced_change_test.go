@@ -42,8 +42,8 @@ func TestForcedPasswordChangeJourney(t *testing.T) {
 		t.Errorf("gate for an API client that must change its password: HTTP %d, want 403", status)
 	}
 	browser := http.Header{"X-Session-Token": {s.Token}, "Accept": {"text/html"}}
-	if status, h := gate(t, browser); status != http.StatusSeeOther || h.Get("Location") != "http://127.0.0.1:4455/settings" {
-		t.Errorf("gate for a browser: HTTP %d to %q, want 303 to the settings UI", status, h.Get("Location"))
+	if status, h := gate(t, browser); status != http.StatusForbidden || h.Get("X-Gate-Redirect") != "http://127.0.0.1:4455/settings" {
+		t.Errorf("gate for a browser: HTTP %d, X-Gate-Redirect %q; want 403 naming the settings UI", status, h.Get("X-Gate-Redirect"))
 	}
 	if status, _ := gate(t, nil); status != http.StatusUnauthorized {
 		t.Errorf("gate without a session: HTTP %d, want 401", status)

@@ -186,43 +186,6 @@ func TestSettingsHookClearsOnlyTheFlag(t *testing.T) {
 	}
 }
 
-func TestGate(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name         string
-		header       http.Header
-		wantStatus   int
-		wantLocation string
-		wantIdentity string
-	}{
-		{"no session", http.Header{}, 401, "", ""},
-		{"unknown session", http.Header{"Cookie": {"ory_kratos_session=stale"}}, 401, "", ""},
-		{"browser must change", http.Header{"Cookie": {"ory_kratos_session=must-change"}, "Accept": {"text/html,application/xhtml+xml"}}, 303, "http://127.0.0.1:4455/settings", ""},
-		{"API client must change", http.Header{"Authorization": {"Bearer tok-must-change"}}, 403, "", ""},
-		{"X-Session-Token must change", http.Header{"X-Session-Token": {"tok-must-change"}}, 403, "", ""},
-		{"browser fine", http.Header{"Cookie": {"ory_kratos_session=fine"}, "Accept": {"text/html"}}, 200, "", "id-2"},
-		{"API client fine", http.Header{"Authorization": {"bearer tok-fine"}}, 200, "", "id-2"},
-		{"Kratos down", http.Header{"X-Session-Token": {"kratos-down"}}, 503, "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			h, _ := newServer(t, true, &recorder{})
-			req := httptest.NewRequest(http.MethodGet, "/gate", nil)
-			req.Header = tt.header
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != tt.wantStatus || w.Header().Get("Location") != tt.wantLocation || w.Header().Get(HeaderIdentityID) != tt.wantIdentity {
-				t.Fatalf("HTTP %d Location %q %s %q, want %d %q %q", w.Code, w.Header().Get("Location"), HeaderIdentityID,
-					w.Header().Get(HeaderIdentityID), tt.wantStatus, tt.wantLocation, tt.wantIdentity)
-			}
-			if tt.wantStatus == 403 && !strings.Contains(w.Body.String(), `"error":"password_change_required"`) {
-				t.Errorf("403 body %s lacks the reason", w.Body)
-			}
-		})
-	}
-}
-
 // The migration hook answers password_match only for a Match verdict; every
 // other path, errors included, refuses.
 func TestPasswordHook(t *testing.T) {
