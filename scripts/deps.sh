@@ -9,7 +9,9 @@
 # `scripts/deps.sh binaries` builds only Kratos (both versions) and Mailpit (the local stack);
 # `scripts/deps.sh kratos-v26.2.0` builds only Kratos v26.2.0;
 # `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
-# recovery burst benchmark on PostgreSQL (`make bench`).
+# recovery burst benchmark on PostgreSQL (`make bench`);
+# `scripts/deps.sh nginx` installs Debian's nginx for the reverse-proxy recipe
+# test (integration/nginx_test.go).
 # Re-running is cheap: binaries are keyed by version and reused.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +48,17 @@ install_postgres() {
   # The benchmark runs its own throwaway cluster; the package's own one is
   # not needed, and on a machine without systemd it does not start anyway.
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+install_nginx() {
+  [ -x /usr/sbin/nginx ] && return 0
+  echo "deps: installing nginx (Debian) for the reverse-proxy recipe test" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  # The test runs an nginx of its own with its own config; the package's
+  # service (port 80, started where systemd runs) is not used.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 }
 
 build_kratos() {
@@ -137,8 +150,9 @@ case "${1:-all}" in
   protoc) install_protoc ;;
   chromium) install_chromium ;;
   postgres) install_postgres ;;
-  all) install_protoc; install_chromium; build_kratos; build_kratos_v26; build_mailpit ;;
+  nginx) install_nginx ;;
+  all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit ;;
   binaries) build_kratos; build_kratos_v26; build_mailpit ;;
   "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
-  *) echo "usage: $0 [all|protoc|chromium|binaries|postgres|kratos-$KRATOS_V26_VERSION]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|protoc|chromium|nginx|binaries|postgres|kratos-$KRATOS_V26_VERSION]" >&2; exit 2 ;;
 esac
