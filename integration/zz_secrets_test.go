@@ -76,7 +76,7 @@ func TestZZNoSecretLeaks(t *testing.T) {
 	for name, text := range sources {
 		scanned += len(text)
 		for _, secret := range secrets {
-			if secret != "" && strings.Contains(text, secret) {
+			if secret != "" && containsSecret(text, secret) {
 				t.Errorf("%s contains a secret (%d characters, starting %.3q…)", name, len(secret), secret)
 			}
 		}
@@ -86,3 +86,26 @@ func TestZZNoSecretLeaks(t *testing.T) {
 		t.Fatalf("the scan saw too little to mean anything: %d secrets, %d bytes", len(secrets), scanned)
 	}
 }
+
+// containsSecret reports whether text holds secret. A secret of digits
+// only (Kratos's 6-digit recovery code) counts only as a number of its own:
+// inside a longer run of digits (a nanosecond timestamp, a duration) it is
+// a coincidence, not a leak.
+func containsSecret(text, secret string) bool {
+	if strings.Trim(secret, "0123456789") != "" {
+		return strings.Contains(text, secret)
+	}
+	for i := 0; ; {
+		j := strings.Index(text[i:], secret)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(secret)
+		if (start == 0 || !isDigit(text[start-1])) && (end == len(text) || !isDigit(text[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }

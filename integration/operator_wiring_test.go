@@ -1,0 +1,251 @@
+package integration
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The README's "Wiring Kratos" as an operator follows it with a Kratos of
+// their own (issue 13, point 6).
+
+// kratosKeyEnv are the Kratos environment variables that set the gateway's
+// key in the four places of kratos.yml that carry it, as the README lists
+// them: hooks are array elements, addressed by their index.
+var kratosKeyEnv = []string{
+	"COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE",
+	"SELFSERVICE_METHODS_PASSWORD_CONFIG_MIGRATE_HOOK_CONFIG_AUTH_CONFIG_VALUE",
+	"SELFSERVICE_FLOWS_LOGIN_AFTER_PASSWORD_HOOKS_0_CONFIG_AUTH_CONFIG_VALUE",
+	"SELFSERVICE_FLOWS_SETTINGS_AFTER_PASSWORD_HOOKS_0_CONFIG_AUTH_CONFIG_VALUE",
+}
+
+// Kratos's files carry a wrong key and its environment the right one for
+// each of the four places; its bodies are inline (base64://), its identity
+// schema an absolute file:// path, and it runs from a directory that holds
+// none of its files. A recovery, a login with the temporary password and
+// the change of password all go through the gateway: Kratos took every key
+// from its environment and needs no file relative to its working
+// directory.
+func TestKratosKeysFromEnvironment(t *testing.T) {
+	const fileKey = "wrong-key-left-in-kratos-yml-0123"
+	dir := t.TempDir()
+	if _, err := renderKratosConfig(filepath.Join(env.root, "configs", "kratos"), dir, "http://"+env.hostAddr, fileKey); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "kratos.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yml := string(raw)
+	inline := func(file string) string {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "base64://" + base64.StdEncoding.EncodeToString(b)
+	}
+	for from, to := range map[string]string{
+		"file://./courier.jsonnet":       inline("courier.jsonnet"),
+		"file://./identity-hook.jsonnet": inline("identity-hook.jsonnet"),
+		"file://./identity.schema.json":  "file://" + filepath.Join(dir, "identity.schema.json"),
+	} {
+		if !strings.Contains(yml, from) {
+			t.Fatalf("configs/kratos/kratos.yml has no %s", from)
+		}
+		yml = strings.ReplaceAll(yml, from, to)
+	}
+	if n := strings.Count(yml, "Bearer "+fileKey); n != 4 || strings.Contains(yml, env.apiKey) || strings.Contains(yml, "file://./") {
+		t.Fatalf("the edited kratos.yml carries the file key %d times (want 4), the right key or a relative file", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kratos.yml"), []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var keyEnv []string
+	for _, name := range kratosKeyEnv {
+		keyEnv = append(keyEnv, name+"=Bearer "+env.apiKey)
+	}
+	k := startKratosElsewhere(t, "kratos-keys-from-env", filepath.Join(dir, "kratos.yml"), keyEnv...)
+	useKratos(t, k)
+	h := startHost(t, hostOptions{enabled: true, kratos: &k})
+
+	email := uniqueEmail(t)
+	id := createIdentity(t, email, oldPassword)
+	startRecovery(t, email) // courier: key and body
+	temp := temporaryPassword(t, waitMails(t, email, 1)[0])
+	status, s := login(t, email, temp) // migration hook and login hook: keys and body
+	if status != http.StatusOK {
+		t.Fatalf("login with the temporary password: HTTP %d", status)
+	}
+	if mp := sessionIdentity(t, s.Token).MetadataPublic; mp["password_change_required"] != true {
+		t.Fatalf("after the login metadata_public = %v, want password_change_required", mp)
+	}
+	if status, body := changePassword(t, s.Token, newPassword); status != http.StatusOK { // settings hook: key, body, parsed answer
+		t.Fatalf("settings flow: HTTP %d %s", status, body)
+	}
+	if mp := getIdentity(t, id.ID).MetadataPublic; mp["password_change_required"] != nil {
+		t.Errorf("after the change metadata_public = %v, want the flag cleared by the settings hook", mp)
+	}
+	if status, _ := login(t, email, newPassword); status != http.StatusOK {
+		t.Errorf("login with the new password: HTTP %d", status)
+	}
+	if strings.Contains(h.String(), "wrong API key") {
+		t.Errorf("a call from Kratos carried the key of its files, not its environment's:\n%s", h.String())
+	}
+}
+
+// startKratosElsewhere runs Kratos with the config file at config from a
+// fresh, empty working directory, on ports and a database of its own, as
+// startKratosFor does with the committed files.
+func startKratosElsewhere(t *testing.T, name, config string, extraEnv ...string) kratosServer {
+	t.Helper()
+	work := t.TempDir()
+	publicPort, adminPort := freePort(), freePort()
+	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+	kratosEnv := append([]string{
+		"DSN=sqlite://" + filepath.Join(work, "kratos.sqlite") + "?_fk=true&mode=rwc&_journal_mode=WAL",
+		fmt.Sprintf("SERVE_PUBLIC_PORT=%d", publicPort),
+		"SERVE_PUBLIC_BASE_URL=" + k.public + "/",
+		fmt.Sprintf("SERVE_ADMIN_PORT=%d", adminPort),
+		"SERVE_ADMIN_BASE_URL=" + k.admin + "/",
+		"HASHERS_ALGORITHM=bcrypt",
+		"LOG_LEVEL=debug",
+	}, extraEnv...)
+	migrate := exec.Command(env.kratosBin, "migrate", "sql", "-e", "--yes", "-c", config)
+	migrate.Dir, migrate.Env = work, append(os.Environ(), kratosEnv...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("kratos migrate: %v\n%s", err, tail(out))
+	}
+	stop, err := env.start(name, env.kratosBin, work, kratosEnv, "serve", "-c", config, "--dev", "--watch-courier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := waitHTTP(k.admin+"/admin/health/ready", 60*time.Second); err != nil {
+		t.Fatalf("%s not ready: %v", name, err)
+	}
+	return k
+}
+
+// A template that shows {{.RecoveryCode}} gets the code of the Kratos
+// message that asked for the reset, and that code works in Kratos's own
+// recovery flow: a deployment whose UI waits for a code after a recovery
+// can put it in the password mail. The code is a secret like the password:
+// the run-wide scan looks for it too.
+func TestKratosCodeInPasswordMail(t *testing.T) {
+	k, stop, err := env.startKratos("kratos-code-in-mail", "bcrypt", "FEATURE_FLAGS_USE_CONTINUE_WITH_TRANSITIONS=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	useKratos(t, k)
+	cfg := gatewayConfig(hostOptions{enabled: true, kratos: &k}) + `template:
+  text: |
+    Here is a temporary password for it: {{.Password}}
+    {{with .RecoveryCode}}Or enter this code on the recovery page: {{.}}{{end}}
+`
+	h, stopHost := runHostWith(t, writeConfig(t, cfg))
+	t.Cleanup(stopHost)
+
+	email := uniqueEmail(t)
+	id := createIdentity(t, email, oldPassword)
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create recovery flow: HTTP %d", status)
+	}
+	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+		map[string]any{"method": "code", "email": email}, nil); status != http.StatusOK {
+		t.Fatalf("submit recovery flow: HTTP %d", status)
+	}
+	m := waitMails(t, email, 1)[0]
+	temp := temporaryPassword(t, m)
+	match := regexp.MustCompile(`enter this code on the recovery page: (\d{6})\b`).FindStringSubmatch(m.Text)
+	if match == nil {
+		t.Fatalf("the password mail carries no code:\n%s", m.Text)
+	}
+	code := match[1]
+	observed.secret(code)
+	if kratos := kratosMessageCode(t, email); kratos != code {
+		t.Fatalf("the mail's code is not the one of Kratos's message (%d digits against %d)", len(code), len(kratos))
+	}
+
+	// The code logs the user in through Kratos's recovery flow, which sends
+	// them to the settings flow with a session.
+	var done struct {
+		ContinueWith []struct {
+			Action string `json:"action"`
+			Token  string `json:"ory_session_token"`
+		} `json:"continue_with"`
+	}
+	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+		map[string]any{"method": "code", "code": code}, &done); status != http.StatusOK {
+		t.Fatalf("submit the mail's code to Kratos's recovery flow: HTTP %d", status)
+	}
+	token := ""
+	for _, c := range done.ContinueWith {
+		if c.Action == "set_ory_session_token" {
+			token = c.Token
+		}
+	}
+	if token == "" {
+		t.Fatalf("Kratos's recovery with the mail's code gave no session: %+v", done)
+	}
+	if status, body := changePassword(t, token, newPassword); status != http.StatusOK {
+		t.Fatalf("settings flow after the recovery by code: HTTP %d %s", status, body)
+	}
+	if gw, _ := getIdentity(t, id.ID).MetadataAdmin["email_gateway"].(map[string]any); gw["pending"] != nil {
+		t.Errorf("the pending reset outlived the new password: metadata_admin.email_gateway = %v", gw)
+	}
+	if status, _ := login(t, email, newPassword); status != http.StatusOK {
+		t.Errorf("login with the password set after the recovery by code: HTTP %d", status)
+	}
+	for _, pw := range []string{temp, oldPassword} {
+		if status, _ := login(t, email, pw); status != http.StatusBadRequest {
+			t.Errorf("a password from before the change still logs in: HTTP %d", status)
+		}
+	}
+	if strings.Contains(h.String(), code) {
+		t.Errorf("the host logged Kratos's recovery code")
+	}
+}
+
+// kratosMessageCode reads the code out of the recovery_code_valid message
+// Kratos queued for recipient. It asks Kratos's admin API without call(),
+// whose answers the run-wide secret scan reads: Kratos's own message
+// holds the code by design.
+func kratosMessageCode(t *testing.T, recipient string) string {
+	t.Helper()
+	resp, err := client.Get(env.kratosAdmin + "/admin/courier/messages?recipient=" + url.QueryEscape(recipient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var msgs []struct {
+		TemplateType string `json:"template_type"`
+		Body         string `json:"body"`
+	}
+	if err := json.Unmarshal(raw, &msgs); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("list Kratos's courier messages: HTTP %d, %v", resp.StatusCode, err)
+	}
+	for _, m := range msgs {
+		if m.TemplateType == "recovery_code_valid" {
+			if c := regexp.MustCompile(`\b(\d{6})\b`).FindStringSubmatch(m.Body); c != nil {
+				return c[1]
+			}
+		}
+	}
+	t.Fatalf("Kratos queued no recovery_code_valid message with a code for %s", recipient)
+	return ""
+}
