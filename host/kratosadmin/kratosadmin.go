@@ -176,13 +176,6 @@ func (c *Client) Patch(ctx context.Context, id string, ops ...Op) error {
 	return nil
 }
 
-// RevokeSessions ends every session of the identity.
-func (c *Client) RevokeSessions(ctx context.Context, id string) error {
-	resp, err := c.api.IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()
-	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
-		// Kratos answers 404 when the identity has no sessions: nothing to end.
-		return classify("revoke sessions of "+id, resp, err)
-	}
 // CreateIdentity creates an identity with the given traits and
 // metadata_admin, without credentials.
 func (c *Client) CreateIdentity(ctx context.Context, schemaID string, traits, metadataAdmin map[string]any) (*Identity, error) {
@@ -229,6 +222,13 @@ func (c *Client) CourierMessages(ctx context.Context, recipient string) ([]Couri
 	return out, nil
 }
 
+// RevokeSessions ends every session of the identity.
+func (c *Client) RevokeSessions(ctx context.Context, id string) error {
+	resp, err := c.api.IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()
+	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
+		// Kratos answers 404 when the identity has no sessions: nothing to end.
+		return classify("revoke sessions of "+id, resp, err)
+	}
 	return nil
 }
 
