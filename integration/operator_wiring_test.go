@@ -176,7 +176,7 @@ func TestKratosCodeInPasswordMail(t *testing.T) {
 	}
 	code := match[1]
 	observed.secret(code)
-	if kratos := kratosMessageCode(t, email); kratos != code {
+	if kratos := regexp.MustCompile(`\b(\d{6})\b`).FindString(kratosMessageBody(t, email, "recovery_code_valid")); kratos != code {
 		t.Fatalf("the mail's code is not the one of Kratos's message (%d digits against %d)", len(code), len(kratos))
 	}
 
@@ -220,11 +220,78 @@ func TestKratosCodeInPasswordMail(t *testing.T) {
 	}
 }
 
-// kratosMessageCode reads the code out of the recovery_code_valid message
-// Kratos queued for recipient. It asks Kratos's admin API without call(),
-// whose answers the run-wide secret scan reads: Kratos's own message
-// holds the code by design.
-func kratosMessageCode(t *testing.T, recipient string) string {
+// The same for the link method: {{.RecoveryURL}} is the link of Kratos's
+// message, and the link logs the user in and opens Kratos's settings flow.
+func TestKratosLinkInPasswordMail(t *testing.T) {
+	k, stop, err := env.startKratos("kratos-link-in-mail", "bcrypt", "SELFSERVICE_FLOWS_RECOVERY_USE=link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	useKratos(t, k)
+	cfg := gatewayConfig(hostOptions{enabled: true, kratos: &k}) + `template:
+  text: |
+    Here is a temporary password for it: {{.Password}}
+    {{with .RecoveryURL}}Or open this link: {{.}}{{end}}
+`
+	h, stopHost := runHostWith(t, writeConfig(t, cfg))
+	t.Cleanup(stopHost)
+
+	email := uniqueEmail(t)
+	id := createIdentity(t, email, oldPassword)
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
+		t.Fatalf("create recovery flow: HTTP %d", status)
+	}
+	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+		map[string]any{"method": "link", "email": email}, nil); status != http.StatusOK {
+		t.Fatalf("submit recovery flow: HTTP %d", status)
+	}
+	m := waitMails(t, email, 1)[0]
+	temporaryPassword(t, m)
+	match := regexp.MustCompile(`Or open this link: (\S+)`).FindStringSubmatch(m.Text)
+	if match == nil {
+		t.Fatalf("the password mail carries no link:\n%s", m.Text)
+	}
+	link, err := url.Parse(match[1])
+	if err != nil || link.Query().Get("token") == "" {
+		t.Fatalf("the mail's link is not Kratos's recovery link (%v)", err)
+	}
+	observed.secret(link.Query().Get("token"))
+	if kratos := strings.TrimSpace(kratosMessageBody(t, email, "recovery_valid")); !strings.HasSuffix(kratos, "\n"+match[1]) {
+		t.Fatalf("the mail's link is not the one of Kratos's message")
+	}
+
+	resp, err := client.Get(match[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "http://127.0.0.1:4455/settings?flow=") {
+		t.Fatalf("the mail's link: HTTP %d to %q, want 303 to the settings UI", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookies []string
+	for _, c := range resp.Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	var s struct {
+		Identity identity `json:"identity"`
+	}
+	if status := call(t, "GET", env.kratosPublic+"/sessions/whoami", http.Header{"Cookie": {strings.Join(cookies, "; ")}}, nil, &s); status != http.StatusOK || s.Identity.ID != id.ID {
+		t.Fatalf("the session the link opened: HTTP %d for identity %q, want %s", status, s.Identity.ID, id.ID)
+	}
+	if strings.Contains(h.String(), link.Query().Get("token")) {
+		t.Errorf("the host logged the token of Kratos's recovery link")
+	}
+}
+
+// kratosMessageBody returns the body of a message of templateType that
+// Kratos queued for recipient (each test here has one). It asks Kratos's
+// admin API without call(), whose answers the run-wide secret scan reads:
+// Kratos's own message holds its code or link by design.
+func kratosMessageBody(t *testing.T, recipient, templateType string) string {
 	t.Helper()
 	resp, err := client.Get(env.kratosAdmin + "/admin/courier/messages?recipient=" + url.QueryEscape(recipient))
 	if err != nil {
@@ -240,12 +307,10 @@ func kratosMessageCode(t *testing.T, recipient string) string {
 		t.Fatalf("list Kratos's courier messages: HTTP %d, %v", resp.StatusCode, err)
 	}
 	for _, m := range msgs {
-		if m.TemplateType == "recovery_code_valid" {
-			if c := regexp.MustCompile(`\b(\d{6})\b`).FindStringSubmatch(m.Body); c != nil {
-				return c[1]
-			}
+		if m.TemplateType == templateType {
+			return m.Body
 		}
 	}
-	t.Fatalf("Kratos queued no recovery_code_valid message with a code for %s", recipient)
+	t.Fatalf("Kratos queued no %s message for %s", templateType, recipient)
 	return ""
 }
