@@ -178,6 +178,12 @@ func (s *stack) startKratos(name, hasher string, extraEnv ...string) (kratosServ
 // startKratosFor is startKratos wired to a gateway at gatewayURL (e.g.
 // https://127.0.0.1:port for a gateway serving TLS).
 func (s *stack) startKratosFor(name, hasher, gatewayURL string, extraEnv ...string) (kratosServer, func(), error) {
+	return s.startKratosEdited(name, hasher, gatewayURL, nil, extraEnv...)
+}
+
+// startKratosEdited is startKratosFor with kratos.yml passed through edit
+// first (nil: as committed), for a Kratos wired the wrong way on purpose.
+func (s *stack) startKratosEdited(name, hasher, gatewayURL string, edit func(kratosYML string) string, extraEnv ...string) (kratosServer, func(), error) {
 	dir := filepath.Join(s.dir, name)
 	publicPort, adminPort := freePort(), freePort()
 	k := kratosServer{public: fmt.Sprintf("http://127.0.0.1:%d", publicPort), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
@@ -195,6 +201,16 @@ func (s *stack) startKratosFor(name, hasher, gatewayURL string, extraEnv ...stri
 	kratosDir, err := renderKratosConfig(filepath.Join(s.root, "configs", "kratos"), dir, gatewayURL, s.apiKey)
 	if err != nil {
 		return k, nil, err
+	}
+	if edit != nil {
+		yml := filepath.Join(kratosDir, "kratos.yml")
+		raw, err := os.ReadFile(yml)
+		if err != nil {
+			return k, nil, err
+		}
+		if err := os.WriteFile(yml, []byte(edit(string(raw))), 0o600); err != nil {
+			return k, nil, err
+		}
 	}
 	migrate := exec.Command(s.kratosBin, "migrate", "sql", "-e", "--yes", "-c", "kratos.yml")
 	migrate.Dir, migrate.Env = kratosDir, append(os.Environ(), kratosEnv...)
@@ -524,6 +540,18 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 	if err := waitHTTPWith(c, readyURL, 30*time.Second); err != nil {
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
+	}
+	// Until its first wiring check ended, a host leaves every recovery to
+	// Kratos: tests start once it has a verdict, whichever it is.
+	if raw, err := os.ReadFile(path); err == nil && !strings.Contains(string(raw), "verify_wiring: false") {
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(logs.String(), `"event":"wiring_check"`) {
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("the gateway's wiring check did not end within 30s:\n%s", logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return &hostProc{Buffer: &logs, configPath: path, pid: cmd.Process.Pid}, stop
 }

@@ -34,9 +34,12 @@ func doctor(ctx context.Context, env Env, args []string) error {
 	}
 	printStage(env, wiring.Stage{Name: "gateway serving"})
 	checker := &wiring.Checker{
-		Admin:       kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
-		PublicURL:   cfg.Kratos.PublicURL,
-		HTTP:        &http.Client{Timeout: 10 * time.Second},
+		Admin:     kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
+		PublicURL: cfg.Kratos.PublicURL,
+		// A settings flow can take Kratos 10 s and more: it asks Have I
+		// Been Pwned about the new password, which waits out its timeout
+		// where Kratos has no internet access.
+		HTTP:        &http.Client{Timeout: 30 * time.Second},
 		Keys:        cfg.Keyring,
 		Log:         log,
 		Poll:        100 * time.Millisecond,

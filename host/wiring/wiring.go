@@ -493,6 +493,8 @@ func (r *run) loginHook(ctx context.Context) error {
 		return errors.New("a login with an expired temporary password went through: Kratos does not call the gateway's login hook, or calls it without can_interrupt: true")
 	case strings.Contains(string(body), "temporary password has expired"):
 		return nil
+	case strings.Contains(kratosReason(body), "status code 403"):
+		return errors.New("the gateway's login hook refused the expired temporary password, but Kratos answered its own error instead of the gateway's message: the hook lacks can_interrupt: true")
 	default:
 		return fmt.Errorf("the login failed, but not with the gateway's answer (HTTP %d %q): the login hook cannot reach the gateway or sends another key", status, kratosReason(body))
 	}
