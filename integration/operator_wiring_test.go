@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,8 +261,8 @@ func TestKratosLinkInPasswordMail(t *testing.T) {
 		t.Fatalf("the mail's link is not Kratos's recovery link (%v)", err)
 	}
 	observed.secret(link.Query().Get("token"))
-	if kratos := strings.TrimSpace(kratosMessageBody(t, email, "recovery_valid")); !strings.HasSuffix(kratos, "\n"+match[1]) {
-		t.Fatalf("the mail's link is not the one of Kratos's message")
+	if !slices.Contains(strings.Split(kratosMessageBody(t, email, "recovery_valid"), "\n"), match[1]) {
+		t.Fatalf("the mail's link is not a line of Kratos's message")
 	}
 
 	resp, err := client.Get(match[1])
