@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,8 +20,8 @@ import (
 // their own (issue 13, point 6).
 
 // kratosKeyEnv are the Kratos environment variables that set the gateway's
-// key in the four places of kratos.yml that carry it, as the README lists
-// them: hooks are array elements, addressed by their index.
+// key in the four places of kratos.yml that carry it: hooks are array
+// elements, addressed by their index.
 var kratosKeyEnv = []string{
 	"COURIER_HTTP_REQUEST_CONFIG_AUTH_CONFIG_VALUE",
 	"SELFSERVICE_METHODS_PASSWORD_CONFIG_MIGRATE_HOOK_CONFIG_AUTH_CONFIG_VALUE",
@@ -31,13 +30,34 @@ var kratosKeyEnv = []string{
 }
 
 // Kratos's files carry a wrong key and its environment the right one for
-// each of the four places; its bodies are inline (base64://), its identity
-// schema an absolute file:// path, and it runs from a directory that holds
-// none of its files. A recovery, a login with the temporary password and
-// the change of password all go through the gateway: Kratos took every key
-// from its environment and needs no file relative to its working
-// directory.
+// each of the four places; its bodies are the README's inline ones
+// (base64://), its identity schema an absolute file:// path, and it runs
+// from a directory that holds none of its files. A recovery, a login with
+// the temporary password and the change of password all go through the
+// gateway: Kratos took every key from its environment and needs no file
+// relative to its working directory.
 func TestKratosKeysFromEnvironment(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(env.root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("`([A-Z0-9_]+_AUTH_CONFIG_VALUE)`").FindAllStringSubmatch(string(readme), -1) {
+		if !slices.Contains(documented, m[1]) {
+			documented = append(documented, m[1])
+		}
+	}
+	if !slices.Equal(documented, kratosKeyEnv) {
+		t.Errorf("the README names the key variables %q, want %q", documented, kratosKeyEnv)
+	}
+	readmeBody := func(what string) string {
+		m := regexp.MustCompile(`body: (base64://\S+)\s+# ` + what + `:`).FindStringSubmatch(string(readme))
+		if m == nil {
+			t.Fatalf("the README shows no inline body for the %s", what)
+		}
+		return m[1]
+	}
+
 	const fileKey = "wrong-key-left-in-kratos-yml-0123"
 	dir := t.TempDir()
 	if _, err := renderKratosConfig(filepath.Join(env.root, "configs", "kratos"), dir, "http://"+env.hostAddr, fileKey); err != nil {
@@ -48,16 +68,9 @@ func TestKratosKeysFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	yml := string(raw)
-	inline := func(file string) string {
-		b, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "base64://" + base64.StdEncoding.EncodeToString(b)
-	}
 	for from, to := range map[string]string{
-		"file://./courier.jsonnet":       inline("courier.jsonnet"),
-		"file://./identity-hook.jsonnet": inline("identity-hook.jsonnet"),
+		"file://./courier.jsonnet":       readmeBody("courier"),
+		"file://./identity-hook.jsonnet": readmeBody("hooks"),
 		"file://./identity.schema.json":  "file://" + filepath.Join(dir, "identity.schema.json"),
 	} {
 		if !strings.Contains(yml, from) {
