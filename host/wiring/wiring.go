@@ -211,15 +211,15 @@ func (c *Checker) check(ctx context.Context, all bool) Report {
 		return c.publicReady(ctx)
 	})
 	var schemaID string
-	var traits map[string]any
+	var schema json.RawMessage
 	r.stage(StageSchema, "the identity schema (identity.schemas in kratos.yml): mark the login trait as a password identifier and the mail trait for recovery by email", r.passed(), func() error {
 		var err error
-		schemaID, traits, err = c.schemaTraits(ctx)
+		schemaID, schema, err = c.schema(ctx)
 		return err
 	})
 	defer r.cleanup(ctx)
 	r.stage(StageCanary, "the identity schema must accept a canary with the address "+canaryAddress(0), adminUp && r.passed(), func() error {
-		return r.createCanary(ctx, schemaID, traits)
+		return r.createCanary(ctx, schemaID, schema)
 	})
 	// Once the canary exists, each stage checks one part of kratos.yml on
 	// its own, so one run names every part that is wrong.
@@ -277,9 +277,10 @@ func (c *Checker) publicReady(ctx context.Context) error {
 	return nil
 }
 
-// schemaTraits picks the identity schema the canary uses (the one named
-// "default", else the first Kratos serves) and derives its traits.
-func (c *Checker) schemaTraits(ctx context.Context) (string, map[string]any, error) {
+// schema picks the identity schema the canary uses (the one named
+// "default", else the first Kratos serves) and checks that canary traits
+// can be derived from it.
+func (c *Checker) schema(ctx context.Context) (string, json.RawMessage, error) {
 	var schemas []struct {
 		ID     string          `json:"id"`
 		Schema json.RawMessage `json:"schema"`
@@ -297,16 +298,15 @@ func (c *Checker) schemaTraits(ctx context.Context) (string, map[string]any, err
 			pick = s
 		}
 	}
-	traits, err := canaryTraits(pick.Schema, canaryAddress(0))
-	if err != nil {
+	if _, err := canaryTraits(pick.Schema, canaryAddress(0)); err != nil {
 		return "", nil, fmt.Errorf("schema %q: %w", pick.ID, err)
 	}
-	return pick.ID, traits, nil
+	return pick.ID, pick.Schema, nil
 }
 
 // createCanary takes the first free canary slot, first removing canaries
 // that a killed run left behind.
-func (r *run) createCanary(ctx context.Context, schemaID string, traits map[string]any) error {
+func (r *run) createCanary(ctx context.Context, schemaID string, schema json.RawMessage) error {
 	c := r.c
 	now := time.Now()
 	for slot := range canarySlots {
@@ -326,7 +326,11 @@ func (r *run) createCanary(ctx context.Context, schemaID string, traits map[stri
 			c.Log.Warn("wiring check: removed a canary identity an earlier run left behind", "canary_identity_id", old.ID,
 				"created_at", old.CreatedAt.Format(time.RFC3339), "marked_by_gateway", ours)
 		}
-		id, err := c.Admin.CreateIdentity(ctx, schemaID, replaceAddress(traits, canaryAddress(0), addr),
+		traits, err := canaryTraits(schema, addr)
+		if err != nil {
+			return err
+		}
+		id, err := c.Admin.CreateIdentity(ctx, schemaID, traits,
 			map[string]any{markerKey: map[string]any{"created_at": now.UTC().Format(time.RFC3339)}})
 		if errors.Is(err, kratosadmin.ErrRejected) && strings.Contains(err.Error(), "409") {
 			continue // another run took the slot in the meantime
@@ -339,13 +343,6 @@ func (r *run) createCanary(ctx context.Context, schemaID string, traits map[stri
 		return nil
 	}
 	return fmt.Errorf("all %d canary addresses are in use by runs younger than %s; try again in a minute", canarySlots, staleAfter)
-}
-
-func replaceAddress(v any, from, to string) map[string]any {
-	raw, _ := json.Marshal(v)
-	var out map[string]any
-	_ = json.Unmarshal([]byte(strings.ReplaceAll(string(raw), from, to)), &out)
-	return out
 }
 
 // courier asks Kratos for a recovery of the canary and waits until its

@@ -183,8 +183,7 @@ func TestCanarySlots(t *testing.T) {
 	a := &admin{byAddr: map[string]*kratosadmin.Identity{canaryAddress(0): stale, canaryAddress(1): busy}}
 	var logs bytes.Buffer
 	r := &run{c: checker(t, a, "", &logs)}
-	traits := map[string]any{"email": canaryAddress(0)}
-	if err := r.createCanary(context.Background(), "default", traits); err != nil {
+	if err := r.createCanary(context.Background(), "default", json.RawMessage(schemaOK)); err != nil {
 		t.Fatal(err)
 	}
 	if r.addr != canaryAddress(0) || len(a.deleted) != 1 || a.deleted[0] != "left-behind" {
@@ -194,7 +193,7 @@ func TestCanarySlots(t *testing.T) {
 		t.Errorf("the removal is not logged with the id:\n%s", logs.String())
 	}
 	r2 := &run{c: r.c}
-	if err := r2.createCanary(context.Background(), "default", traits); err != nil {
+	if err := r2.createCanary(context.Background(), "default", json.RawMessage(schemaOK)); err != nil {
 		t.Fatal(err)
 	}
 	if r2.addr != canaryAddress(2) {
