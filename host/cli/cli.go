@@ -39,7 +39,7 @@ Usage:
                                        password at once and ends the identity's sessions
   gateway smtp test --config FILE --to ADDR
                                        send a test mail and print each SMTP stage
-  gateway template preview --config FILE [--locale L] [--part text|html|all] [--out FILE]
+  gateway template preview --config FILE [--locale L] [--part text|html|all] [--method code|link|admin] [--out FILE]
                                        render the temporary password mail with sample data
 
 Environment: GATEWAY_<KEY>, "__" between levels, overrides the file

@@ -84,11 +84,12 @@ func templatePreview(ctx context.Context, env Env, args []string) error {
 	to := fs.String("to", "alice@example.com", "sample recipient")
 	part := fs.String("part", "text", "what to print: text, html or all")
 	out := fs.String("out", "", "write to this file instead of stdout")
+	method := fs.String("method", "code", "what asked for the reset: code or link (a Kratos recovery, whose code or link the template sees as .RecoveryCode or .RecoveryURL) or admin (neither)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *path == "" || (*part != "text" && *part != "html" && *part != "all") {
-		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all")
+	if *path == "" || (*part != "text" && *part != "html" && *part != "all") || (*method != "code" && *method != "link" && *method != "admin") {
+		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all; --method is code, link or admin")
 		return errUsage
 	}
 	cfg, proc, _, err := configuredPlugin(ctx, env, *path)
@@ -101,13 +102,20 @@ func templatePreview(ctx context.Context, env Env, args []string) error {
 		traits["locale"] = *locale
 	}
 	rawTraits, _ := json.Marshal(traits)
-	resp, err := proc.Render(ctx, &sdk.RenderRequest{Recipient: *to, Password: &sdk.PasswordMessage{
+	msg := &sdk.PasswordMessage{
 		Password:       "Sample-Pass-4711",
 		ExpiresAt:      time.Now().Add(cfg.Password.TTL),
 		LoginURL:       cfg.Kratos.LoginUIURL,
 		IdentityID:     "00000000-0000-4000-8000-000000000000",
 		IdentityTraits: rawTraits,
-	}})
+	}
+	switch *method {
+	case "code":
+		msg.RecoveryCode = "482913"
+	case "link":
+		msg.RecoveryURL = strings.TrimRight(cfg.Kratos.PublicURL, "/") + "/self-service/recovery?flow=00000000-0000-4000-8000-000000000001&token=sample-token"
+	}
+	resp, err := proc.Render(ctx, &sdk.RenderRequest{Recipient: *to, Password: msg})
 	if err != nil {
 		return err
 	}
