@@ -47,6 +47,7 @@ type Identity struct {
 // Client talks to one Kratos admin endpoint.
 type Client struct {
 	api *kratos.APIClient
+	ver versionCache
 }
 
 // New returns a Client for adminURL using httpClient (which carries the
@@ -130,7 +131,13 @@ type PasswordUpdate struct {
 // SetPassword replaces the identity's password and metadata in one PUT, so
 // Kratos never holds a new password without its flags. Kratos hashes the
 // password, which is the slow part of this call.
+//
+// On Kratos v26.2.0 and newer, the switch to the migration hook is a JSON
+// Patch instead, which cannot undo a concurrent trait change (version.go).
 func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate) error {
+	if u.UseMigrationHook && c.patchesPassword(ctx) {
+		return c.patchToMigrationHook(ctx, id, u)
+	}
 	pw := &kratos.IdentityWithCredentialsPasswordConfig{Password: &u.Password}
 	if u.UseMigrationHook {
 		pw = &kratos.IdentityWithCredentialsPasswordConfig{UsePasswordMigrationHook: &u.UseMigrationHook}
