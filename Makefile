@@ -24,7 +24,7 @@ generate:
 		--go-grpc_out=sdk/pb --go-grpc_opt=paths=source_relative \
 		$(PROTO)
 
-# Kratos v1.3.1 and Mailpit, built from the Go module proxy once and cached in .cache/.
+# Kratos v1.3.1 and v26.2.0 and Mailpit, built once and cached in .cache/.
 deps:
 	scripts/deps.sh
 
@@ -47,8 +47,9 @@ bench: deps
 	cd integration && $(GO) test -run 'TestLoadPassThrough' -count 1 -v . | grep -E 'load:|ok|FAIL'
 
 # The local stack: Kratos, the gateway host and plugin, Mailpit, all on loopback.
+# KRATOS=v1.3.1 runs it on Kratos v1.3.1 instead of v26.2.0.
 stack:
-	scripts/stack.sh
+	KRATOS_VERSION=$(KRATOS) scripts/stack.sh
 
 lint:
 	gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')

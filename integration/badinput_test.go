@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -91,8 +92,8 @@ func TestRefusedCourierCallsChangeNothing(t *testing.T) {
 // An SMTP outage answers Kratos with a 5xx naming the stage; once SMTP is
 // back, Kratos's retry delivers, and the mailed password is the one that works.
 func TestSMTPOutageIsRetriedByKratos(t *testing.T) {
-	logs, stop := runHost(t, hostOptions{enabled: true, smtpPort: closedPort(t)})
-	defer stop()
+	closed := closedPort(t)
+	logs := startHost(t, hostOptions{enabled: true, smtpPort: closed})
 	email := uniqueEmail(t)
 	createIdentity(t, email, oldPassword)
 
@@ -109,10 +110,11 @@ func TestSMTPOutageIsRetriedByKratos(t *testing.T) {
 			t.Errorf("the failure log lacks %q:\n%s", want, logs)
 		}
 	}
-	stop()
 
-	// The outage ends: the same gateway config with a working SMTP server.
-	startHost(t, hostOptions{enabled: true})
+	// The outage ends: the SMTP server the config names answers again (the
+	// same host, so its wiring check stays passed; a restarted host hands
+	// recoveries to Kratos until its own check passed).
+	edit(t, logs, fmt.Sprintf("port: %d", closed), fmt.Sprintf("port: %d", env.smtpPort), "applied")
 	m := waitMails(t, email, 1)
 	waitCourierStatus(t, email, "sent")
 	if got := len(mailsTo(t, email)); got != 1 {
@@ -125,8 +127,8 @@ func TestSMTPOutageIsRetriedByKratos(t *testing.T) {
 	if status, _ := login(t, email, oldPassword); status != http.StatusBadRequest {
 		t.Errorf("login with the old password: HTTP %d, want 400", status)
 	}
-	// Kratos's HTTP client retries a 5xx within the same dispatch, so the
-	// message may count one send or several; it is one message either way.
+	// Kratos v1.3.1 retries a 5xx within a dispatch, v26.2.0 at the next
+	// pull: the message counts several sends; it is one message either way.
 	if q := courierMessages(t, email); len(q) != 1 {
 		t.Errorf("courier messages = %+v, want the one recovery message", q)
 	}

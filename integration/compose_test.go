@@ -58,10 +58,12 @@ func TestComposeServices(t *testing.T) {
 	if _, ok := c.raw["version"]; ok {
 		t.Errorf("docker-compose.yml: drop the top-level `version:` key (obsolete in the Compose spec)")
 	}
+	// Kratos's image follows KRATOS_VERSION, v26.2.0 (the recommended one)
+	// when unset; both Kratos services always run the same one.
 	want := map[string]string{
 		svcMailpit:       "axllent/mailpit:" + mailpitVersion,
-		svcKratosMigrate: "oryd/kratos:" + kratosVersion,
-		svcKratos:        "oryd/kratos:" + kratosVersion,
+		svcKratosMigrate: "oryd/kratos:" + kratosRecommended,
+		svcKratos:        "oryd/kratos:" + kratosRecommended,
 	}
 	for _, name := range []string{svcMailpit, svcKratosMigrate, svcKratos, svcGateway} {
 		s, ok := c.Services[name]
@@ -70,7 +72,17 @@ func TestComposeServices(t *testing.T) {
 			continue
 		}
 		if img, ok := want[name]; ok && s.Image != img {
-			t.Errorf("docker-compose.yml: service %s runs image %q, want %q (the version the integration tests run, stack_test.go)", name, s.Image, img)
+			t.Errorf("docker-compose.yml: service %s runs image %q, want %q (a version the integration tests run, stack_test.go)", name, s.Image, img)
+		}
+	}
+	for _, v := range []string{kratosV1, kratosV26} {
+		vars := composeVars()
+		vars["KRATOS_VERSION"] = v
+		cv := loadCompose(t, vars)
+		for _, name := range []string{svcKratosMigrate, svcKratos} {
+			if img := cv.Services[name].Image; img != "oryd/kratos:"+v {
+				t.Errorf("docker-compose.yml with KRATOS_VERSION=%s: service %s runs image %q, want oryd/kratos:%s", v, name, img, v)
+			}
 		}
 	}
 	if t.Failed() {

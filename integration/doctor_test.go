@@ -134,7 +134,7 @@ func TestServeWithoutMigrateHookLeavesRecoveryToKratos(t *testing.T) {
 	before := stateOf(t, id.ID)
 	startRecovery(t, email)
 	m := waitMails(t, email, 1)[0]
-	if tempPasswordRe.MatchString(m.Text) || m.Subject != "Recover access to your account" {
+	if tempPasswordRe.MatchString(m.Text) || !isKratosRecoverySubject(m.Subject) {
 		t.Errorf("mail %q is not Kratos's own code mail:\n%s", m.Subject, m.Text)
 	}
 	assertUnchanged(t, before, id.ID)

@@ -27,9 +27,22 @@ import (
 
 // Versions built by scripts/deps.sh into .cache/.
 const (
-	kratosVersion  = "v1.3.1"
+	kratosV1       = "v1.3.1"
+	kratosV26      = "v26.2.0"
 	mailpitVersion = "v1.27.11"
+	// kratosRecommended is the Kratos docker-compose.yml and the local
+	// stack run unless told otherwise.
+	kratosRecommended = kratosV26
 )
+
+// kratosVersion is the Kratos the suite runs against: KRATOS_VERSION
+// (v1.3.1 or v26.2.0), v1.3.1 when unset. scripts/test.sh runs the suite
+// once per version.
+var kratosVersion = cmp.Or(os.Getenv("KRATOS_VERSION"), kratosV1)
+
+// kratosIsV26 says the suite runs Kratos v26.2.0, for the tests that assert
+// a behaviour that differs between the versions.
+func kratosIsV26() bool { return kratosVersion == kratosV26 }
 
 // stack is the processes every test shares: Kratos and Mailpit run for the
 // whole package; each test starts its own gateway host (startHost) on the
@@ -64,7 +77,7 @@ func TestMain(m *testing.M) {
 	env = s
 	code := m.Run()
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "integration: logs of Kratos, Mailpit and the gateway are in %s\n", s.logDir)
+		fmt.Fprintf(os.Stderr, "integration: Kratos %s; logs of Kratos, Mailpit and the gateway are in %s\n", kratosVersion, s.logDir)
 	}
 	cleanup()
 	os.Exit(code)
@@ -76,6 +89,9 @@ func startStack() (*stack, func(), error) {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
+	}
+	if kratosVersion != kratosV1 && kratosVersion != kratosV26 {
+		return nil, cleanup, fmt.Errorf("KRATOS_VERSION=%s: the suite runs %s or %s (scripts/deps.sh builds both)", kratosVersion, kratosV1, kratosV26)
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -95,6 +111,11 @@ func startStack() (*stack, func(), error) {
 		smtpPass: "it-smtp-code-" + randomHex(8),
 		cipher:   "it-cipher-" + randomHex(16),
 	}
+	// INTEGRATION_ARTIFACTS keeps the logs of one run apart from another's
+	// (each run empties its folder first).
+	if d := os.Getenv("INTEGRATION_ARTIFACTS"); d != "" {
+		s.logDir = d
+	}
 	_ = os.RemoveAll(s.logDir)
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, cleanup, err
@@ -103,7 +124,7 @@ func startStack() (*stack, func(), error) {
 	kratosBin := filepath.Join(root, ".cache", "kratos-"+kratosVersion)
 	mailpitBin := filepath.Join(root, ".cache", "mailpit-"+mailpitVersion, "mailpit")
 	if !isExecutable(kratosBin) || !isExecutable(mailpitBin) {
-		cmd := exec.Command(filepath.Join(root, "scripts", "deps.sh"), "binaries")
+		cmd := exec.Command(filepath.Join(root, "scripts", "deps.sh"), "kratos-"+kratosVersion, "mailpit")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, cleanup, fmt.Errorf("build Kratos and Mailpit with scripts/deps.sh: %w", err)
@@ -253,7 +274,9 @@ func renderKratosConfig(src, dst, gatewayURL, apiKey string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r := strings.NewReplacer("http://127.0.0.1:8080", gatewayURL, "change-me-to-the-gateway-webhook-api-key", apiKey)
+	r := strings.NewReplacer("http://127.0.0.1:8080", gatewayURL, "change-me-to-the-gateway-webhook-api-key", apiKey,
+		// The version key only decides whether Kratos warns at start.
+		"\nversion: "+kratosV26+"\n", "\nversion: "+kratosVersion+"\n")
 	for _, e := range entries {
 		raw, err := os.ReadFile(filepath.Join(src, e.Name()))
 		if err != nil {

@@ -7,7 +7,7 @@
 # `scripts/deps.sh chromium` installs Debian's chromium for the browser test
 # (integration/browser_test.go);
 # `scripts/deps.sh binaries` builds only Kratos (both versions) and Mailpit (the local stack);
-# `scripts/deps.sh kratos-v26.2.0` builds only Kratos v26.2.0;
+# `scripts/deps.sh kratos-v1.3.1`, `kratos-v26.2.0` and `mailpit` build only that one;
 # `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
 # recovery burst benchmark on PostgreSQL (`make bench`);
 # `scripts/deps.sh nginx` installs Debian's nginx for the reverse-proxy recipe
@@ -146,13 +146,18 @@ build_mailpit() {
   rm -rf "$src"
 }
 
-case "${1:-all}" in
-  protoc) install_protoc ;;
-  chromium) install_chromium ;;
-  postgres) install_postgres ;;
-  nginx) install_nginx ;;
-  all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit ;;
-  binaries) build_kratos; build_kratos_v26; build_mailpit ;;
-  "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
-  *) echo "usage: $0 [all|protoc|chromium|nginx|binaries|postgres|kratos-$KRATOS_V26_VERSION]" >&2; exit 2 ;;
-esac
+# Several targets may be given, e.g. `scripts/deps.sh kratos-v26.2.0 mailpit`.
+for target in "${@:-all}"; do
+  case "$target" in
+    protoc) install_protoc ;;
+    chromium) install_chromium ;;
+    postgres) install_postgres ;;
+    nginx) install_nginx ;;
+    all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit ;;
+    binaries) build_kratos; build_kratos_v26; build_mailpit ;;
+    "kratos-$KRATOS_VERSION") build_kratos ;;
+    "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
+    mailpit) build_mailpit ;;
+    *) echo "usage: $0 [all|protoc|chromium|nginx|binaries|postgres|kratos-$KRATOS_VERSION|kratos-$KRATOS_V26_VERSION|mailpit]..." >&2; exit 2 ;;
+  esac
+done

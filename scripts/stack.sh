@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # The local stack, all on loopback, no Docker: Mailpit (SMTP + web UI),
-# Ory Kratos v1.3.1 on sqlite, and the gateway host with its plugin, wired
-# with configs/. Ctrl-C stops everything. State lives in .stack/.
+# Ory Kratos on sqlite, and the gateway host with its plugin, wired with
+# configs/. Ctrl-C stops everything. State lives in .stack/.
+# KRATOS_VERSION (`make stack KRATOS=v1.3.1`) picks the Kratos: v26.2.0
+# (default) or v1.3.1; each version keeps a database of its own.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 state="$root/.stack"
 mkdir -p "$state"
 
-scripts/deps.sh binaries
+KRATOS_VERSION=${KRATOS_VERSION:-v26.2.0}
+case "$KRATOS_VERSION" in
+  v26.2.0|v1.3.1) ;;
+  *) echo "stack: KRATOS_VERSION=$KRATOS_VERSION: the stack runs v26.2.0 or v1.3.1" >&2; exit 2 ;;
+esac
+scripts/deps.sh "kratos-$KRATOS_VERSION" mailpit
 make -s build
 
-KRATOS="$root/.cache/kratos-v1.3.1"
+KRATOS="$root/.cache/kratos-$KRATOS_VERSION"
 MAILPIT="$root/.cache/mailpit-v1.27.11/mailpit"
 
 # This stack's webhook key and cipher key, made once and kept in .stack/.
@@ -42,10 +49,13 @@ pids+=($!)
 
 # configs/kratos with this stack's webhook key filled in (it holds a placeholder).
 mkdir -p "$state/kratos"
+# Its version key (start-up warning only) names the Kratos that runs.
 for f in configs/kratos/*; do
-  sed "s/change-me-to-the-gateway-webhook-api-key/$api_key/" "$f" > "$state/kratos/$(basename "$f")"
+  sed -e "s/change-me-to-the-gateway-webhook-api-key/$api_key/" \
+    -e "s/^version: v[0-9.]*\$/version: $KRATOS_VERSION/" "$f" > "$state/kratos/$(basename "$f")"
 done
-export DSN="sqlite://$state/kratos.sqlite?_fk=true&mode=rwc&_journal_mode=WAL"
+# One database per version: v1.3.1 cannot run on v26.2.0's schema.
+export DSN="sqlite://$state/kratos-$KRATOS_VERSION.sqlite?_fk=true&mode=rwc&_journal_mode=WAL"
 (cd "$state/kratos" && "$KRATOS" migrate sql -e --yes -c kratos.yml) >"$state/kratos-migrate.log" 2>&1
 (cd "$state/kratos" && exec "$KRATOS" serve -c kratos.yml --dev --watch-courier) >"$state/kratos.log" 2>&1 &
 pids+=($!)
@@ -72,7 +82,7 @@ fi
 
 cat <<MSG
 
-kratos-email-gateway local stack is up (logs in .stack/):
+kratos-email-gateway local stack is up on Kratos $KRATOS_VERSION (logs in .stack/):
   Mailpit (the inbox)    http://127.0.0.1:8025
   Kratos public API      http://127.0.0.1:4433
   Kratos admin API       http://127.0.0.1:4434

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, vet, staticcheck,
 # generated code freshness, unit tests (with -race), a short bounded fuzz run,
-# and the integration journeys against real Kratos v1.3.1 and Mailpit.
+# and the integration journeys against real Kratos (v1.3.1, then v26.2.0) and Mailpit.
 # It installs what it needs itself (scripts/deps.sh), so it works on a fresh clone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +45,11 @@ for target in host/httpapi:FuzzCourier:5000x host/httpapi:FuzzLoginHook:5000x ho
   echo "$pkg:$name ($budget): ok"
 done
 
-step "integration: real Kratos $(.cache/kratos-v1.3.1 version 2>/dev/null | head -1 | tr -s '\t ' ' '), Mailpit, gateway"
-(cd integration && go test -count=1 -timeout 15m ./...)
+# The whole suite once per supported Kratos (integration/stack_test.go reads
+# KRATOS_VERSION), one after the other: both would share the demo UI's port.
+for kratos in v1.3.1 v26.2.0; do
+  step "integration: real Kratos $(.cache/kratos-$kratos version 2>/dev/null | head -1 | tr -s '\t ' ' '), Mailpit, gateway"
+  (cd integration && KRATOS_VERSION=$kratos go test -count=1 -timeout 15m ./...)
+done
 
 step "all tests passed"
