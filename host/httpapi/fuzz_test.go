@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -20,6 +21,7 @@ func FuzzCourier(f *testing.F) {
 		`{"recipient":"a@b.c","template_type":"recovery_valid","template_data":{"identity":{"id":7}}}`, `{"a":` + string(bytes.Repeat([]byte("["), 5000))} {
 		f.Add([]byte(s))
 	}
+	addCaptured(f, "courier-*.json")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := &recorder{}
 		h, _ := newServer(t, true, rec)
@@ -53,6 +55,7 @@ func FuzzLoginHook(f *testing.F) {
 		`{"identity":{"id":"x","metadata_public":{"password_change_required":"true","temporary_password_expires_at":"2000-01-01T00:00:00Z"}}}`} {
 		f.Add([]byte(s))
 	}
+	addCaptured(f, "hook-login-after-password.json")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h, _ := newServer(t, true, &recorder{})
 		w := hook(h, "/hooks/login", "Bearer "+apiKey, body)
@@ -84,6 +87,7 @@ func FuzzSettingsHook(f *testing.F) {
 		`{"identity":{"id":"x","metadata_public":null}}`, `{"identity":{"id":"x"}}`, `{`} {
 		f.Add([]byte(s))
 	}
+	addCaptured(f, "hook-settings-after-password.json")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h, _ := newServer(t, true, &recorder{})
 		w := hook(h, "/hooks/settings", "Bearer "+apiKey, body)
@@ -116,6 +120,7 @@ func FuzzPasswordHook(f *testing.F) {
 	for _, s := range []string{`{"identifier":"a","password":"b"}`, `{"identifier":"a"}`, `{"password":1}`, `null`, `{"identifier":"a","password":"b","status":"password_match"}`} {
 		f.Add([]byte(s))
 	}
+	addCaptured(f, "hook-password-migration.json")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h, _ := newServer(t, true, &recorder{verdict: "no_match"})
 		w := hook(h, "/hooks/password", "Bearer "+apiKey, body)
@@ -123,4 +128,20 @@ func FuzzPasswordHook(f *testing.F) {
 			t.Fatalf("matched without a Match verdict: HTTP %d %s", w.Code, w.Body)
 		}
 	})
+}
+
+// addCaptured seeds f with the captures of every Kratos version
+// (testdata/kratos-<version>/) whose file name matches pattern.
+func addCaptured(f *testing.F, pattern string) {
+	paths, err := filepath.Glob(filepath.Join("testdata", "kratos-*", pattern))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no captured sample matches %s: %v", pattern, err)
+	}
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
 }
