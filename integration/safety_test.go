@@ -158,7 +158,15 @@ func TestPasswordSetByAdminPutWhilePending(t *testing.T) {
 
 	startRecovery(t, email)
 	first := temporaryPassword(t, waitMails(t, email, 1)[0])
-	current := getIdentity(t, id.ID)
+	// The gateway marks the reset mailed after it answered Kratos: an admin
+	// who read metadata_admin before that would write back a reset that was
+	// never mailed, and the next recovery would see no cooldown at all.
+	var current identity
+	waitFor(t, func() bool {
+		current = getIdentity(t, id.ID)
+		gw, _ := current.MetadataAdmin["email_gateway"].(map[string]any)
+		return gw["mailed_at"] != nil
+	}, "the first reset marked mailed")
 	if current.MetadataAdmin["email_gateway"].(map[string]any)["pending"] == nil {
 		t.Fatal("no pending reset to go stale")
 	}
