@@ -51,8 +51,10 @@ bench: deps
 stack:
 	KRATOS_VERSION=$(KRATOS) scripts/stack.sh
 
+# gofmt -l exits 0 even when it lists files: fail on any name it prints.
 lint:
-	gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	cd integration && $(GO) vet ./...
 
