@@ -173,7 +173,7 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 		// error goes to logs and to HTTP answers.
 		return nil, fmt.Errorf("send mail to %s: %w", req.Recipient, err)
 	}
-	return &sdk.SendMessageResponse{ServerReply: res.Reply, Trace: steps(res.Trace)}, nil
+	return &sdk.SendMessageResponse{ServerReply: res.Reply, Trace: res.Trace}, nil
 }
 
 // renderPassword renders the password mail for recipient. Its errors, which
@@ -258,9 +258,9 @@ func (g *Gateway) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeR
 			// Not an SMTP stage: the request itself is wrong (e.g. the address).
 			return nil, err
 		}
-		return &sdk.ProbeResponse{Err: err.Error(), Trace: steps(se.Trace)}, nil
+		return &sdk.ProbeResponse{Err: err.Error(), Trace: se.Trace}, nil
 	}
-	return &sdk.ProbeResponse{Delivered: true, Trace: steps(res.Trace)}, nil
+	return &sdk.ProbeResponse{Delivered: true, Trace: res.Trace}, nil
 }
 
 // answerMargin is kept back from the caller's deadline so that a slow SMTP
@@ -273,14 +273,6 @@ func answerInTime(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithDeadline(ctx, d.Add(-answerMargin))
 	}
 	return context.WithCancel(ctx)
-}
-
-func steps(trace []smtpsend.Step) []sdk.SMTPStep {
-	out := make([]sdk.SMTPStep, 0, len(trace))
-	for _, s := range trace {
-		out = append(out, sdk.SMTPStep{Stage: s.Stage, Detail: s.Detail, Duration: s.Duration, Err: s.Err})
-	}
-	return out
 }
 
 // Health reports whether a config was accepted.

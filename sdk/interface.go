@@ -89,12 +89,22 @@ type SendMessageResponse struct {
 	Trace       []SMTPStep
 }
 
-// SMTPStep is one stage of an SMTP delivery. It never holds a secret.
+// SMTPStep is one stage of an SMTP delivery as it happened. It never holds
+// a secret. It is the one step type from the plugin's sender to the wire:
+// plugin/smtpsend records its trace in it.
 type SMTPStep struct {
-	Stage    string // connect, tls, greeting, hello, auth, mail_from, rcpt_to, data, reset/close
-	Detail   string
+	// Stage is connect, reuse, tls, greeting, hello, auth, mail_from,
+	// rcpt_to, data or reset/close.
+	Stage string
+	// Detail says what happened, e.g. "127.0.0.1:465", "TLS 1.3,
+	// TLS_AES_128_GCM_SHA256, certificate for localhost verified",
+	// "AUTH PLAIN as noreply@example.com" or the server's reply.
+	Detail string
+	// Duration runs from the stage's first command (or dial) until the next
+	// stage began or the stage failed.
 	Duration time.Duration
-	Err      string // empty when the stage succeeded
+	// Err is empty when the stage succeeded, otherwise why it failed.
+	Err string
 }
 
 // RenderRequest asks for the password mail a recipient would get.

@@ -40,7 +40,7 @@ type StageError struct {
 	// Trace lists the stages up to and including the failed one, whose
 	// Err is this error's text. It is nil for an error built outside a
 	// delivery.
-	Trace []Step
+	Trace []sdk.SMTPStep
 
 	// sentinel overrides the sdk sentinel implied by Temporary.
 	sentinel error

@@ -63,7 +63,7 @@ func forEachWireMode(t *testing.T, test func(t *testing.T, m wireMode)) {
 	}
 }
 
-func stagesOf(trace []Step) []string {
+func stagesOf(trace []sdk.SMTPStep) []string {
 	stages := make([]string, len(trace))
 	for i, step := range trace {
 		stages[i] = step.Stage

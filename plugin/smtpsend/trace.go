@@ -9,27 +9,9 @@ import (
 
 	mail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/log"
-)
 
-// Step is one stage of an SMTP delivery as it happened.
-type Step struct {
-	// Stage is one of the Stage* constants.
-	Stage string
-	// Detail says what happened, e.g. "127.0.0.1:465", "TLS 1.3,
-	// TLS_AES_128_GCM_SHA256, certificate for localhost verified",
-	// "AUTH PLAIN as noreply@example.com" or the server's reply. It never
-	// holds a secret.
-	Detail string
-	// Duration runs from the stage's first command (or dial) until the next
-	// stage began or the stage failed.
-	Duration time.Duration
-	// Err is empty when the stage succeeded, otherwise the text of the
-	// *StageError the delivery returned. Only on a pooled connection can a
-	// step fail without failing the delivery: a failed reuse step, or a
-	// failed step after it, is followed by the steps of the fresh connection
-	// the mail was then sent on.
-	Err string
-}
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
+)
 
 // Result is what a delivery returns.
 type Result struct {
@@ -39,8 +21,12 @@ type Result struct {
 	// Trace lists the stages in the order they happened. Its last step is
 	// the QUIT, whose failure carries an Err but does not fail the
 	// delivery, because the server already owns the mail; with WithPool it
-	// is the DATA step, and the connection goes back to the pool.
-	Trace []Step
+	// is the DATA step, and the connection goes back to the pool. A failed
+	// step's Err is the text of the *StageError the delivery returned. Only
+	// on a pooled connection can a step fail without failing the delivery:
+	// a failed reuse step, or a failed step after it, is followed by the
+	// steps of the fresh connection the mail was then sent on.
+	Trace []sdk.SMTPStep
 }
 
 // tracer records the stages of one delivery. It sees the dialogue through
@@ -62,7 +48,7 @@ type tracer struct {
 	username  string
 	authMechs []mail.SMTPAuthType
 
-	steps     []Step
+	steps     []sdk.SMTPStep
 	open      bool      // the last step is still running
 	started   time.Time // when the open step began
 	ended     time.Time // when the open step's own exchange ended, see freeze
@@ -86,7 +72,7 @@ func (s *Sender) newTracer() *tracer {
 // begin ends the open step as a success and starts the next one.
 func (t *tracer) begin(stage, detail string) {
 	t.finish()
-	t.steps = append(t.steps, Step{Stage: stage, Detail: detail})
+	t.steps = append(t.steps, sdk.SMTPStep{Stage: stage, Detail: detail})
 	t.open, t.started, t.ended = true, time.Now(), time.Time{}
 }
 
@@ -115,7 +101,7 @@ func (t *tracer) freeze() {
 }
 
 // current is the open step, or nil.
-func (t *tracer) current() *Step {
+func (t *tracer) current() *sdk.SMTPStep {
 	if !t.open {
 		return nil
 	}

@@ -15,10 +15,11 @@ import (
 	"github.com/wneessen/go-mail/log"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // stages lists the Stage of each step.
-func stages(trace []Step) []string {
+func stages(trace []sdk.SMTPStep) []string {
 	var out []string
 	for _, st := range trace {
 		out = append(out, st.Stage)
@@ -27,9 +28,9 @@ func stages(trace []Step) []string {
 }
 
 // step returns the only step of stage in trace.
-func step(t *testing.T, trace []Step, stage string) Step {
+func step(t *testing.T, trace []sdk.SMTPStep, stage string) sdk.SMTPStep {
 	t.Helper()
-	i := slices.IndexFunc(trace, func(st Step) bool { return st.Stage == stage })
+	i := slices.IndexFunc(trace, func(st sdk.SMTPStep) bool { return st.Stage == stage })
 	if i < 0 {
 		t.Fatalf("no %s step in %+v", stage, trace)
 	}
@@ -38,7 +39,7 @@ func step(t *testing.T, trace []Step, stage string) Step {
 
 // checkNoSecret fails if code shows up in any step, as is or in the base64
 // forms AUTH PLAIN and LOGIN would send it in.
-func checkNoSecret(t *testing.T, trace []Step, code string) {
+func checkNoSecret(t *testing.T, trace []sdk.SMTPStep, code string) {
 	t.Helper()
 	enc := base64.StdEncoding.EncodeToString
 	forms := []string{code, enc([]byte(code)), enc([]byte("\x00" + testUser + "\x00" + code))}
