@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -62,7 +63,8 @@ func Run(ctx context.Context, env Env) int {
 		return exit(env, smtpTest(ctx, env, args[2:]))
 	case len(args) >= 2 && args[0] == "template" && args[1] == "preview":
 		return exit(env, templatePreview(ctx, env, args[2:]))
-	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+	case len(args) >= 1 && (args[0] == "help" || isHelp(args[0])),
+		len(args) >= 2 && (args[0] == "config" || args[0] == "smtp" || args[0] == "template") && isHelp(args[1]):
 		fmt.Fprint(env.Stdout, usage)
 		return 0
 	default:
@@ -74,9 +76,14 @@ func Run(ctx context.Context, env Env) int {
 // errUsage marks errors already explained by the flag package.
 var errUsage = errors.New("usage")
 
+// errHelp marks a --help a command answered with its usage on stdout.
+var errHelp = errors.New("help")
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
 func exit(env Env, err error) int {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
@@ -89,16 +96,58 @@ func exit(env Env, err error) int {
 // configFlag parses the --config flag shared by every command.
 func configFlag(name string, env Env, args []string) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	path := fs.String("config", "", "path of gateway.yaml")
-	if err := fs.Parse(args); err != nil {
-		return "", errUsage
+	if err := parseFlags(fs, env, args); err != nil {
+		return "", err
 	}
 	if *path == "" {
 		fmt.Fprintf(env.Stderr, "%s: --config FILE is required\n", name)
 		return "", errUsage
 	}
 	return *path, nil
+}
+
+// parseFlags parses a command's flags. -h or --help prints the command's
+// usage on stdout and returns errHelp (exit 0); a wrong flag prints the
+// problem and the usage on stderr and returns errUsage (exit 2).
+func parseFlags(fs *flag.FlagSet, env Env, args []string) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	fs.Usage = func() {
+		fmt.Fprintf(&out, "Usage:\n%s\n\nFlags:\n", commandUsage(fs.Name()))
+		fs.PrintDefaults()
+	}
+	err := fs.Parse(args)
+	fs.SetOutput(env.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = out.WriteTo(env.Stdout)
+		return errHelp
+	case err != nil:
+		_, _ = out.WriteTo(env.Stderr)
+		return errUsage
+	}
+	return nil
+}
+
+// commandUsage is the entry of the command name in usage, with the lines
+// that continue it.
+func commandUsage(name string) string {
+	var entry []string
+	lines := strings.Split(usage, "\n")
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "  gateway "+name+" ") {
+			continue
+		}
+		entry = append(entry, line)
+		for _, more := range lines[i+1:] {
+			if !strings.HasPrefix(more, "   ") {
+				break
+			}
+			entry = append(entry, more)
+		}
+	}
+	return strings.Join(entry, "\n")
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

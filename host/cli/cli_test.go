@@ -111,3 +111,36 @@ func TestUsage(t *testing.T) {
 		t.Errorf("gateway help: exit %d, %q", code, stdout)
 	}
 }
+
+// --help is a question, not a mistake: every command answers it with its
+// usage on stdout and exit 0; a wrong flag still exits 2 on stderr.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--help"}, "gateway serve --config FILE"},
+		{[]string{"-h"}, "gateway serve --config FILE"},
+		{[]string{"config", "--help"}, "gateway config check --config FILE"},
+		{[]string{"smtp", "-h"}, "gateway smtp test --config FILE"},
+		{[]string{"template", "--help"}, "gateway template preview --config FILE"},
+		{[]string{"serve", "--help"}, "gateway serve --config FILE"},
+		{[]string{"config", "check", "--help"}, "gateway config check --config FILE"},
+		{[]string{"doctor", "--help"}, "gateway doctor --config FILE"},
+		{[]string{"reset", "--help"}, "-dry-run"},
+		{[]string{"reset", "--id", "x", "-h"}, "gateway reset --config FILE"},
+		{[]string{"smtp", "test", "--help"}, "-to string"},
+		{[]string{"template", "preview", "--help"}, "-method string"},
+	}
+	for _, tt := range tests {
+		if code, stdout, stderr := run(tt.args); code != 0 || !strings.Contains(stdout, tt.want) || stderr != "" {
+			t.Errorf("gateway %q: exit %d, stdout %q, stderr %q; want 0 with %q on stdout", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+	for _, args := range [][]string{{"reset", "--bogus"}, {"serve", "--config"}, {"template", "preview", "--part"}} {
+		if code, stdout, stderr := run(args); code != 2 || stdout != "" || !strings.Contains(stderr, "Usage:") {
+			t.Errorf("gateway %q: exit %d, stdout %q, stderr %q; want 2 with the usage on stderr", args, code, stdout, stderr)
+		}
+	}
+}

@@ -29,7 +29,6 @@ var errSomeFailed = errors.New("some identities were not reset")
 // after a breach, unlike a self-service recovery.
 func reset(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("reset", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	var (
 		path     = fs.String("config", "", "path of gateway.yaml")
 		id       = fs.String("id", "", "reset one identity by id")
@@ -41,8 +40,8 @@ func reset(ctx context.Context, env Env, args []string) error {
 		runID    = fs.String("run-id", "", "resume an interrupted run: identities it already reset are skipped (default: derived from the selection and the day)")
 		pageSize = fs.Int("page-size", 250, "admin API page size for --all")
 	)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
 	}
 	chosen := 0
 	for _, set := range []bool{*id != "", *email != "", *file != "", *all} {

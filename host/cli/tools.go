@@ -36,11 +36,10 @@ func configuredPlugin(ctx context.Context, env Env, path string) (*config.Config
 // connection" button of an admin console.
 func smtpTest(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("smtp test", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	path := fs.String("config", "", "path of gateway.yaml")
 	to := fs.String("to", "", "address that receives the test mail")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
 	}
 	if *path == "" || *to == "" {
 		fmt.Fprintln(env.Stderr, "smtp test: --config FILE and --to ADDR are required")
@@ -78,15 +77,14 @@ func smtpTest(ctx context.Context, env Env, args []string) error {
 // templatePreview renders the temporary password mail with sample data.
 func templatePreview(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("template preview", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	path := fs.String("config", "", "path of gateway.yaml")
 	locale := fs.String("locale", "", "the identity's locale trait, e.g. de")
 	to := fs.String("to", "alice@example.com", "sample recipient")
 	part := fs.String("part", "text", "what to print: text, html or all")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	method := fs.String("method", "code", "what asked for the reset: code or link (a Kratos recovery, whose code or link the template sees as .RecoveryCode or .RecoveryURL) or admin (neither)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
 	}
 	if *path == "" || (*part != "text" && *part != "html" && *part != "all") || (*method != "code" && *method != "link" && *method != "admin") {
 		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all; --method is code, link or admin")
