@@ -23,7 +23,7 @@ func (s *Server) loginHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.Identity == nil || body.Identity.ID == "" {
-		s.log.Error("login hook: body has no identity; login allowed. Pass ctx.identity in the hook body (configs/kratos/login-hook.jsonnet)")
+		s.log.Error("login hook: body has no identity; login allowed. Pass ctx.identity in the hook body (configs/kratos/identity-hook.jsonnet)")
 		writeJSON(w, http.StatusOK, map[string]string{"status": "allowed", "warning": "body has no identity"})
 		return
 	}
