@@ -99,7 +99,7 @@ func reset(ctx context.Context, env Env, args []string) error {
 		RunID:       *runID,
 		DryRun:      *dryRun,
 		Concurrency: *conc,
-		Policy:      adminPolicy(cfg),
+		Policy:      recovery.NewPolicy(cfg, recovery.Admin),
 		Progress:    progress,
 	})
 	printSummary(env.Stdout, sum, *dryRun)
@@ -110,20 +110,6 @@ func reset(ctx context.Context, env Env, args []string) error {
 		return errSomeFailed
 	}
 	return nil
-}
-
-// adminPolicy replaces the password at once and always ends sessions.
-func adminPolicy(cfg *config.Config) recovery.Policy {
-	return recovery.Policy{
-		TTL:            cfg.Password.TTL,
-		Cooldown:       cfg.Password.Cooldown,
-		KeepCurrent:    false,
-		Keys:           cfg.Keyring,
-		RevokeSessions: true,
-		LoginURL:       cfg.Kratos.LoginUIURL,
-		KratosTimeout:  cfg.Timeouts.Kratos,
-		SMTPTimeout:    cfg.Timeouts.SMTP,
-	}
 }
 
 // progressPrinter draws a bar on a terminal and writes plain lines

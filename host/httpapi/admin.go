@@ -42,9 +42,7 @@ func (s *Server) adminReset(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	pol := s.policy(cfg)
-	pol.KeepCurrent, pol.RevokeSessions = false, true
-	res, err := s.reset.Reset(r.Context(), recovery.Request{IdentityID: id, Recipient: body.Recipient, Trigger: "admin-api"}, pol)
+	res, err := s.reset.Reset(r.Context(), recovery.Request{IdentityID: id, Recipient: body.Recipient, Trigger: "admin-api"}, s.policy(cfg, recovery.Admin))
 	if err != nil {
 		status := statusOf(err)
 		s.observe.Reset("admin-api", string(recovery.OutcomeFailed), "")

@@ -83,7 +83,7 @@ func (s *Server) settingsHook(w http.ResponseWriter, r *http.Request) {
 	// A failure here must not stop the user from choosing a password: a
 	// pending reset left behind is never reused once Kratos stores the new
 	// hash, so the hook only logs it.
-	if admin, err := s.reset.PasswordChanged(r.Context(), body.Identity.ID, s.policy(s.config())); err != nil {
+	if admin, err := s.reset.PasswordChanged(r.Context(), body.Identity.ID, s.policy(s.config(), recovery.User)); err != nil {
 		s.log.Warn("settings hook: cannot clear a pending reset; the password change goes on", "identity_id", body.Identity.ID, "error", err.Error())
 	} else {
 		reply.MetadataAdmin = admin
@@ -139,7 +139,7 @@ func (s *Server) passwordHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body must be {\"identifier\": string, \"password\": string}")
 		return
 	}
-	verdict, err := s.reset.CheckPassword(r.Context(), *body.Identifier, *body.Password, s.policy(s.config()))
+	verdict, err := s.reset.CheckPassword(r.Context(), *body.Identifier, *body.Password, s.policy(s.config(), recovery.User))
 	if err != nil {
 		s.log.Error("password hook: cannot check the password; login refused", "error", err.Error())
 		s.observe.PasswordHook("error")

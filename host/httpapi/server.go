@@ -201,7 +201,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			Message:    msg.TemplateData.RecoveryCode + msg.TemplateData.RecoveryURL,
 			KratosCode: msg.TemplateData.RecoveryCode,
 			KratosURL:  msg.TemplateData.RecoveryURL,
-		}, s.policy(cfg))
+		}, s.policy(cfg, recovery.User))
 		if err != nil {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
@@ -260,20 +260,10 @@ func logHandled(log *slog.Logger, outcome string, start time.Time, split *timing
 		"kratos_us", kratos.Microseconds(), "plugin_us", plugin.Microseconds(), "own_us", (total - kratos - plugin).Microseconds())
 }
 
-// policy is the reset policy of one config snapshot. Self-service recovery
-// always keeps the current password until the temporary one is used:
-// anyone who knows an address can ask for it.
-func (s *Server) policy(cfg *config.Config) recovery.Policy {
-	pol := recovery.Policy{
-		TTL:            cfg.Password.TTL,
-		Cooldown:       cfg.Password.Cooldown,
-		KeepCurrent:    true,
-		Keys:           cfg.Keyring,
-		RevokeSessions: cfg.Password.RevokeSessions,
-		LoginURL:       cfg.Kratos.LoginUIURL,
-		KratosTimeout:  cfg.Timeouts.Kratos,
-		SMTPTimeout:    cfg.Timeouts.SMTP,
-	}
+// policy is recovery's policy of one config snapshot for a reset asked by
+// by, with the wiring check's state.
+func (s *Server) policy(cfg *config.Config, by recovery.Asker) recovery.Policy {
+	pol := recovery.NewPolicy(cfg, by)
 	if s.wiring != nil {
 		pol.HookUnproven = s.wiring.Unproven()
 	}
@@ -367,11 +357,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) (int, error) {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field == "" {
-			return http.StatusBadRequest, fmt.Errorf("body must be a JSON object, not a JSON %s", typeErr.Value)
-		}
 		if errors.As(err, &typeErr) {
-			return http.StatusBadRequest, fmt.Errorf("body field %s must be a JSON %s", typeErr.Field, jsonKind(typeErr.Type))
+			return http.StatusBadRequest, fmt.Errorf("body field %s must be a JSON %s", typeErr.Field, typeErr.Type)
 		}
 		return http.StatusBadRequest, fmt.Errorf("body is not a JSON object: %w", err)
 	}
