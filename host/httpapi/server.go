@@ -357,8 +357,11 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) (int, error) {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field == "" {
+			return http.StatusBadRequest, fmt.Errorf("body must be a JSON object, not a JSON %s", typeErr.Value)
+		}
 		if errors.As(err, &typeErr) {
-			return http.StatusBadRequest, fmt.Errorf("body field %s must be a JSON %s", typeErr.Field, typeErr.Type)
+			return http.StatusBadRequest, fmt.Errorf("body field %s must be a JSON %s", typeErr.Field, jsonKind(typeErr.Type))
 		}
 		return http.StatusBadRequest, fmt.Errorf("body is not a JSON object: %w", err)
 	}

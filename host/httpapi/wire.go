@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -145,4 +146,25 @@ func (m *courierMessage) validate() error {
 		return fmt.Errorf("%w: template_data.identity.id is missing for a recovery message", errBadMessage)
 	}
 	return nil
+}
+
+// jsonKind names the JSON value a Go type decodes from, for an answer that
+// tells the sender which field has the wrong type: Go's own names
+// (httpapi.templateData) mean nothing to Kratos or its operator.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	default:
+		return "number"
+	}
 }
