@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,5 +97,33 @@ func TestSecurityTypesAgainstMailpit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A certificate that does not verify is a fault of the SMTP side like a 5xx
+// reply: Kratos gets 502 naming it (and retries, as after any non-2xx), not
+// the 422 that reads as "your message was bad".
+func TestUnverifiedCertificateAnswers502(t *testing.T) {
+	_, _, otherCA, err := writeTLS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := startHost(t, hostOptions{enabled: true, caFile: otherCA})
+	body, err := json.Marshal(map[string]any{
+		"recipient": uniqueEmail(t), "template_type": "verification_code_valid", "message_type": "email",
+		"subject": "Please verify your email address", "body": "Hi, please verify your account with the code 123456\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out := postCourier(t, "Bearer "+env.apiKey, body)
+	if status != http.StatusBadGateway || !strings.Contains(out["error"], "certificate did not verify") {
+		t.Fatalf("HTTP %d %v, want 502 naming the certificate", status, out)
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), `"msg":"delivery failed"`) }, "the failure in the log")
+	for _, want := range []string{`"status":502`, "smtp tls", "smtp.ca_file"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the failure log lacks %q:\n%s", want, logs)
+		}
 	}
 }

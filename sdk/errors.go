@@ -16,7 +16,9 @@ var (
 	// ErrUnavailable means a dependency (the SMTP server) failed in a way that
 	// may pass: the caller should retry later.
 	ErrUnavailable = errors.New("temporarily unavailable")
-	// ErrRejected means the SMTP server refused the mail for good (a 5xx reply).
+	// ErrRejected means the SMTP side failed for good: the server refused the
+	// mail (a 5xx reply), or does not fit the config (a certificate that does
+	// not verify, no TLS, STARTTLS or AUTH where the config expects it).
 	ErrRejected = errors.New("rejected")
 	// ErrNotConfigured means Configure has not succeeded yet.
 	ErrNotConfigured = errors.New("plugin not configured")

@@ -31,8 +31,9 @@ const (
 
 // StageError is a failed delivery: the SMTP stage that failed and whether a
 // later retry may succeed. It matches sdk.ErrUnavailable when Temporary,
-// otherwise sdk.ErrRejected (the server refused for good) or
-// sdk.ErrInvalidArgument (the config does not fit the server).
+// otherwise sdk.ErrRejected (the server refused for good, or does not fit
+// the config: see serverMisfit) or sdk.ErrInvalidArgument (the mail itself
+// cannot be sent, or the client cannot be set up).
 type StageError struct {
 	Stage     string
 	Temporary bool
@@ -76,10 +77,20 @@ func failure(ctx context.Context, stage string, err error) *StageError {
 	return &StageError{Stage: stage, Temporary: replyCode(err) < 500, Err: err}
 }
 
-// misconfigured is a failure that repeats until the operator changes the
-// config (or the server), so it must not be retried blindly.
+// misconfigured is a failure on this side of the connection (the mail or
+// the client setup) that repeats until the operator changes the config, so
+// it must not be retried blindly.
 func misconfigured(stage string, err error) *StageError {
 	return &StageError{Stage: stage, Err: err, sentinel: sdk.ErrInvalidArgument}
+}
+
+// serverMisfit is a fault of the SMTP side that repeats until the operator
+// changes the config or the server: a certificate that does not verify, a
+// server that does not speak the configured TLS, no STARTTLS or AUTH
+// offered. Final like a 5xx reply (sdk.ErrRejected), so Kratos gets the 502
+// of every other SMTP-side fault, not the 422 of a message that was wrong.
+func serverMisfit(stage string, err error) *StageError {
+	return &StageError{Stage: stage, Err: err}
 }
 
 // replyCode is the SMTP reply code carried by err, or 0 if the server did not
@@ -127,7 +138,7 @@ func handshakeFailure(ctx context.Context, security, username string, t *tracer,
 		return stageErr // from our dialer: connect or implicit TLS
 	}
 	if explained, ok := tlsProblem(security, err); ok {
-		return misconfigured(StageTLS, explained)
+		return serverMisfit(StageTLS, explained)
 	}
 	stage := t.stage()
 	if stage == "" {
@@ -137,10 +148,10 @@ func handshakeFailure(ctx context.Context, security, username string, t *tracer,
 		// go-mail gave up on its own after the server answered: before
 		// STARTTLS that is a missing STARTTLS, otherwise a missing AUTH.
 		if security == SecuritySTARTTLS && !t.startTLS {
-			return misconfigured(StageTLS, fmt.Errorf("%w; if the server speaks TLS from the first byte "+
+			return serverMisfit(StageTLS, fmt.Errorf("%w; if the server speaks TLS from the first byte "+
 				"set smtp.security: tls", err))
 		}
-		return misconfigured(StageAuth, fmt.Errorf("%w; check smtp.security (many servers offer AUTH only over TLS), "+
+		return serverMisfit(StageAuth, fmt.Errorf("%w; check smtp.security (many servers offer AUTH only over TLS), "+
 			"or leave smtp.authorization_code empty if the server needs no login", err))
 	}
 	switch code := replyCode(err); {

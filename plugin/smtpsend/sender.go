@@ -355,7 +355,7 @@ func (s *Sender) connect(sendCtx, dialCtx context.Context, t *tracer, network, a
 	if err := conn.HandshakeContext(dialCtx); err != nil {
 		_ = raw.Close()
 		if explained, ok := tlsProblem(s.security, err); ok {
-			return nil, misconfigured(StageTLS, explained)
+			return nil, serverMisfit(StageTLS, explained)
 		}
 		return nil, failure(sendCtx, StageTLS, err)
 	}
