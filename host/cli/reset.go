@@ -16,8 +16,8 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/bulkreset"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
-	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // errSomeFailed makes the exit code say that identities failed; the
@@ -75,14 +75,11 @@ func reset(ctx context.Context, env Env, args []string) error {
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
 	var resets bulkreset.Resetter
 	if !*dryRun {
-		proc, err := sdk.Launch(launchConfig(cfg, env.Environ, io.Discard))
+		proc, _, err := pluginhost.Launch(ctx, launchConfig(cfg, env.Environ, io.Discard), cfg.PluginConfig)
 		if err != nil {
 			return err
 		}
 		defer proc.Kill()
-		if _, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: cfg.PluginConfig}); err != nil {
-			return fmt.Errorf("plugin refused its sections: %w", err)
-		}
 		// The audit log goes to stderr; progress and summary to stdout.
 		svc := recovery.New(kratos, proc, time.Now, newLogger(cfg, env.Stderr))
 		defer svc.Wait()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -20,16 +21,11 @@ func configuredPlugin(ctx context.Context, env Env, path string) (*config.Config
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	proc, err := sdk.Launch(launchConfig(cfg, env.Environ, env.Stderr))
+	proc, warnings, err := pluginhost.Launch(ctx, launchConfig(cfg, env.Environ, env.Stderr), cfg.PluginConfig)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: cfg.PluginConfig})
-	if err != nil {
-		proc.Kill()
-		return nil, nil, nil, fmt.Errorf("plugin refused its sections: %w", err)
-	}
-	return cfg, proc, resp.Warnings, nil
+	return cfg, proc, warnings, nil
 }
 
 // smtpTest sends a test mail and prints each SMTP stage, like the "test

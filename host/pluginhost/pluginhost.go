@@ -35,11 +35,11 @@ type Host struct {
 	closed   bool
 }
 
-// Start launches the plugin and configures it with config. It fails when the
-// plugin cannot start or refuses the config, so a host never serves without a
-// working plugin.
-func Start(ctx context.Context, launch sdk.LaunchConfig, config json.RawMessage, log *slog.Logger) (*Host, []string, error) {
-	h := &Host{launch: launch, log: log}
+// Launch starts a plugin process and configures it with config, returning
+// the plugin's warnings; a plugin that refuses the config is killed. Every
+// command that runs the plugin starts it here (serve through Start and its
+// relaunches); the caller must Kill the process.
+func Launch(ctx context.Context, launch sdk.LaunchConfig, config json.RawMessage) (*sdk.Client, []string, error) {
 	proc, err := sdk.Launch(launch)
 	if err != nil {
 		return nil, nil, err
@@ -47,10 +47,20 @@ func Start(ctx context.Context, launch sdk.LaunchConfig, config json.RawMessage,
 	resp, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: config})
 	if err != nil {
 		proc.Kill()
-		return nil, nil, fmt.Errorf("configure plugin: %w", err)
+		return nil, nil, fmt.Errorf("plugin refused its sections: %w", err)
 	}
-	h.proc, h.config = proc, config
-	return h, resp.Warnings, nil
+	return proc, resp.Warnings, nil
+}
+
+// Start launches the plugin and configures it with config. It fails when the
+// plugin cannot start or refuses the config, so a host never serves without a
+// working plugin.
+func Start(ctx context.Context, launch sdk.LaunchConfig, config json.RawMessage, log *slog.Logger) (*Host, []string, error) {
+	proc, warnings, err := Launch(ctx, launch, config)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Host{launch: launch, log: log, proc: proc, config: config}, warnings, nil
 }
 
 // Configure applies a new config; on refusal the plugin keeps the old one.
@@ -187,13 +197,9 @@ func (h *Host) current(ctx context.Context) (sdk.Gateway, error) {
 	}
 	old := h.proc.Pid()
 	h.proc.Kill()
-	proc, err := sdk.Launch(h.launch)
+	proc, _, err := Launch(ctx, h.launch, h.config)
 	if err != nil {
 		return nil, fmt.Errorf("%w: relaunch plugin: %v", sdk.ErrUnavailable, err)
-	}
-	if _, err := proc.Configure(ctx, &sdk.ConfigureRequest{Config: h.config}); err != nil {
-		proc.Kill()
-		return nil, fmt.Errorf("%w: configure relaunched plugin: %v", sdk.ErrUnavailable, err)
 	}
 	h.proc = proc
 	h.restarts++
