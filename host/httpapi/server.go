@@ -205,7 +205,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			status := statusOf(err)
 			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
-				"kratos_retries", status >= 500)
+				"kratos_retries", kratosRetries)
 			s.observe.Message(msg.TemplateType, "failed")
 			s.observe.Reset("self-service", string(recovery.OutcomeFailed), "")
 			writeError(w, status, err.Error())
@@ -234,7 +234,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		status := statusOf(err)
-		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", status >= 500, "delivery", delivery)
+		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", kratosRetries, "delivery", delivery)
 		s.observe.Message(msg.TemplateType, "failed")
 		writeError(w, status, fmt.Sprintf("send mail: %v", err))
 		return
@@ -286,6 +286,11 @@ func rendered(m courierMessage) *sdk.RenderedMessage {
 	}
 	return &sdk.RenderedMessage{Subject: m.Subject, TextBody: m.Body}
 }
+
+// kratosRetries is the kratos_retries field of a failed courier answer:
+// Kratos's courier retries every non-2xx answer, 4xx included, until
+// courier.message_retries is spent.
+const kratosRetries = true
 
 // statusOf maps a failure to the answer Kratos gets. Kratos retries every
 // non-2xx; 5xx marks the failures a retry can cure.

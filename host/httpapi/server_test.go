@@ -438,6 +438,10 @@ func TestFailuresMapToStatusesKratosRetries(t *testing.T) {
 			if !strings.Contains(logs.String(), tt.err.Error()) {
 				t.Errorf("log does not name the failure %q:\n%s", tt.err, logs)
 			}
+			// Kratos retries every non-2xx, a 404 or 422 too.
+			if !strings.Contains(logs.String(), `"kratos_retries":true`) {
+				t.Errorf("log does not say Kratos retries the %d:\n%s", tt.want, logs)
+			}
 		})
 	}
 }
