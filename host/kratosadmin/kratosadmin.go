@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	kratos "github.com/ory/kratos-client-go"
@@ -44,8 +45,16 @@ type Identity struct {
 	CreatedAt time.Time
 }
 
-// Client talks to one Kratos admin endpoint.
+// Client talks to the Kratos admin endpoint it was last pointed at (New,
+// Retarget). serve moves it when a reload changes kratos.admin_url or
+// timeouts.kratos, so everything that holds the Client follows.
 type Client struct {
+	cur atomic.Pointer[endpoint]
+}
+
+// endpoint is one admin URL reached through one HTTP client, with the
+// version its Kratos reported.
+type endpoint struct {
 	api *kratos.APIClient
 	ver versionCache
 }
@@ -53,16 +62,28 @@ type Client struct {
 // New returns a Client for adminURL using httpClient (which carries the
 // transport settings and, in tests, nothing else special).
 func New(adminURL string, httpClient *http.Client) *Client {
+	c := &Client{}
+	c.Retarget(adminURL, httpClient)
+	return c
+}
+
+// Retarget sends the calls made from now on to adminURL through
+// httpClient; calls under way finish where they started. The version the
+// old endpoint reported is forgotten.
+func (c *Client) Retarget(adminURL string, httpClient *http.Client) {
 	cfg := kratos.NewConfiguration()
 	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimRight(adminURL, "/")}}
 	cfg.HTTPClient = httpClient
 	cfg.UserAgent = "kratos-email-gateway"
-	return &Client{api: kratos.NewAPIClient(cfg)}
+	c.cur.Store(&endpoint{api: kratos.NewAPIClient(cfg)})
 }
+
+// api is the endpoint's client in effect.
+func (c *Client) api() *kratos.APIClient { return c.cur.Load().api }
 
 // Identity fetches one identity with its password hash.
 func (c *Client) Identity(ctx context.Context, id string) (*Identity, error) {
-	ki, resp, err := c.api.IdentityAPI.GetIdentity(ctx, id).IncludeCredential([]string{"password"}).Execute()
+	ki, resp, err := c.api().IdentityAPI.GetIdentity(ctx, id).IncludeCredential([]string{"password"}).Execute()
 	if err != nil {
 		return nil, classify("get identity "+id, resp, err)
 	}
@@ -72,7 +93,7 @@ func (c *Client) Identity(ctx context.Context, id string) (*Identity, error) {
 // FindByIdentifier fetches the identity whose password credential has this
 // identifier (what the user types at login). It does not read the hash.
 func (c *Client) FindByIdentifier(ctx context.Context, identifier string) (*Identity, error) {
-	list, resp, err := c.api.IdentityAPI.ListIdentities(ctx).CredentialsIdentifier(identifier).Execute()
+	list, resp, err := c.api().IdentityAPI.ListIdentities(ctx).CredentialsIdentifier(identifier).Execute()
 	if err != nil {
 		return nil, classify("find identity by identifier", resp, err)
 	}
@@ -86,7 +107,7 @@ func (c *Client) FindByIdentifier(ctx context.Context, identifier string) (*Iden
 // page ("" after the last). Kratos paginates with a page token in the Link
 // header (Ory's keyset pagination).
 func (c *Client) ListIdentityIDs(ctx context.Context, pageToken string, pageSize int) ([]string, string, error) {
-	req := c.api.IdentityAPI.ListIdentities(ctx).PageSize(int64(pageSize))
+	req := c.api().IdentityAPI.ListIdentities(ctx).PageSize(int64(pageSize))
 	if pageToken != "" {
 		req = req.PageToken(pageToken)
 	}
@@ -150,7 +171,7 @@ func (c *Client) SetPassword(ctx context.Context, id *Identity, u PasswordUpdate
 		MetadataAdmin:  u.MetadataAdmin,
 		Credentials:    &kratos.IdentityWithCredentials{Password: &kratos.IdentityWithCredentialsPassword{Config: pw}},
 	}
-	_, resp, err := c.api.IdentityAPI.UpdateIdentity(ctx, id.ID).UpdateIdentityBody(body).Execute()
+	_, resp, err := c.api().IdentityAPI.UpdateIdentity(ctx, id.ID).UpdateIdentityBody(body).Execute()
 	if err != nil {
 		return classify("update identity "+id.ID, resp, err)
 	}
@@ -176,7 +197,7 @@ func (c *Client) Patch(ctx context.Context, id string, ops ...Op) error {
 		}
 		patch = append(patch, kratos.JsonPatch{Op: o.Op, Path: pointer.String(), Value: o.Value})
 	}
-	_, resp, err := c.api.IdentityAPI.PatchIdentity(ctx, id).JsonPatch(patch).Execute()
+	_, resp, err := c.api().IdentityAPI.PatchIdentity(ctx, id).JsonPatch(patch).Execute()
 	if err != nil {
 		return classify("patch identity "+id, resp, err)
 	}
@@ -190,7 +211,7 @@ func (c *Client) CreateIdentity(ctx context.Context, schemaID string, traits, me
 	if metadataAdmin != nil {
 		body.MetadataAdmin = metadataAdmin
 	}
-	ki, resp, err := c.api.IdentityAPI.CreateIdentity(ctx).CreateIdentityBody(*body).Execute()
+	ki, resp, err := c.api().IdentityAPI.CreateIdentity(ctx).CreateIdentityBody(*body).Execute()
 	if err != nil {
 		return nil, classify("create identity", resp, err)
 	}
@@ -200,7 +221,7 @@ func (c *Client) CreateIdentity(ctx context.Context, schemaID string, traits, me
 // DeleteIdentity deletes an identity; one that is already gone is not an
 // error.
 func (c *Client) DeleteIdentity(ctx context.Context, id string) error {
-	resp, err := c.api.IdentityAPI.DeleteIdentity(ctx, id).Execute()
+	resp, err := c.api().IdentityAPI.DeleteIdentity(ctx, id).Execute()
 	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
 		return classify("delete identity "+id, resp, err)
 	}
@@ -218,7 +239,7 @@ type CourierMessage struct {
 
 // CourierMessages lists the messages Kratos's courier holds for recipient.
 func (c *Client) CourierMessages(ctx context.Context, recipient string) ([]CourierMessage, error) {
-	list, resp, err := c.api.CourierAPI.ListCourierMessages(ctx).Recipient(recipient).Execute()
+	list, resp, err := c.api().CourierAPI.ListCourierMessages(ctx).Recipient(recipient).Execute()
 	if err != nil {
 		return nil, classify("list courier messages", resp, err)
 	}
@@ -231,7 +252,7 @@ func (c *Client) CourierMessages(ctx context.Context, recipient string) ([]Couri
 
 // RevokeSessions ends every session of the identity.
 func (c *Client) RevokeSessions(ctx context.Context, id string) error {
-	resp, err := c.api.IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()
+	resp, err := c.api().IdentityAPI.DeleteIdentitySessions(ctx, id).Execute()
 	if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
 		// Kratos answers 404 when the identity has no sessions: nothing to end.
 		return classify("revoke sessions of "+id, resp, err)
@@ -241,7 +262,7 @@ func (c *Client) RevokeSessions(ctx context.Context, id string) error {
 
 // Ready reports whether Kratos's admin API answers its readiness probe.
 func (c *Client) Ready(ctx context.Context) error {
-	_, resp, err := c.api.MetadataAPI.IsReady(ctx).Execute()
+	_, resp, err := c.api().MetadataAPI.IsReady(ctx).Execute()
 	if err != nil {
 		return classify("kratos readiness", resp, err)
 	}

@@ -44,20 +44,21 @@ type versionCache struct {
 // Version is the version the Kratos behind the admin URL reports (GET
 // /version), e.g. "v26.2.0"; an answer is reused for a minute.
 func (c *Client) Version(ctx context.Context) (string, error) {
-	c.ver.mu.Lock()
-	cached, at := c.ver.version, c.ver.at
-	c.ver.mu.Unlock()
+	e := c.cur.Load()
+	e.ver.mu.Lock()
+	cached, at := e.ver.version, e.ver.at
+	e.ver.mu.Unlock()
 	if cached != "" && time.Since(at) < versionTTL {
 		return cached, nil
 	}
 	// Not under the lock: a hanging Kratos must hold up only this call.
-	v, resp, err := c.api.MetadataAPI.GetVersion(ctx).Execute()
+	v, resp, err := e.api.MetadataAPI.GetVersion(ctx).Execute()
 	if err != nil {
 		return "", classify("kratos version", resp, err)
 	}
-	c.ver.mu.Lock()
-	c.ver.version, c.ver.at = v.GetVersion(), time.Now()
-	c.ver.mu.Unlock()
+	e.ver.mu.Lock()
+	e.ver.version, e.ver.at = v.GetVersion(), time.Now()
+	e.ver.mu.Unlock()
 	return v.GetVersion(), nil
 }
 
@@ -111,7 +112,7 @@ func (c *Client) patchToMigrationHook(ctx context.Context, id *Identity, u Passw
 	if u.MetadataAdmin != nil {
 		ops = append(ops, kratos.JsonPatch{Op: "add", Path: "/metadata_admin", Value: u.MetadataAdmin})
 	}
-	_, resp, err := c.api.IdentityAPI.PatchIdentity(ctx, id.ID).JsonPatch(ops).Execute()
+	_, resp, err := c.api().IdentityAPI.PatchIdentity(ctx, id.ID).JsonPatch(ops).Execute()
 	if err != nil {
 		return classify("patch identity "+id.ID, resp, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	kratos "github.com/ory/kratos-client-go"
 )
@@ -25,18 +26,28 @@ type Session struct {
 	MetadataPublic map[string]any
 }
 
-// Client talks to one Kratos public endpoint.
+// Client talks to the Kratos public endpoint it was last pointed at (New,
+// Retarget). serve moves it when a reload changes kratos.public_url or
+// timeouts.kratos.
 type Client struct {
-	api *kratos.APIClient
+	api atomic.Pointer[kratos.APIClient]
 }
 
 // New returns a Client for publicURL.
 func New(publicURL string, httpClient *http.Client) *Client {
+	c := &Client{}
+	c.Retarget(publicURL, httpClient)
+	return c
+}
+
+// Retarget sends the calls made from now on to publicURL through
+// httpClient; calls under way finish where they started.
+func (c *Client) Retarget(publicURL string, httpClient *http.Client) {
 	cfg := kratos.NewConfiguration()
 	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimRight(publicURL, "/")}}
 	cfg.HTTPClient = httpClient
 	cfg.UserAgent = "kratos-email-gateway"
-	return &Client{api: kratos.NewAPIClient(cfg)}
+	c.api.Store(kratos.NewAPIClient(cfg))
 }
 
 // Session resolves a session from a Cookie header or a session token;
@@ -45,7 +56,7 @@ func (c *Client) Session(ctx context.Context, cookie, token string) (*Session, e
 	if cookie == "" && token == "" {
 		return nil, ErrNoSession
 	}
-	req := c.api.FrontendAPI.ToSession(ctx)
+	req := c.api.Load().FrontendAPI.ToSession(ctx)
 	if cookie != "" {
 		req = req.Cookie(cookie)
 	}
