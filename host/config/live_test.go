@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,13 +132,58 @@ func TestReloadKeepsRestartOnlyKeysAndEnvironment(t *testing.T) {
 	if c.Password.TTL != 20*time.Minute || c.Enabled {
 		t.Errorf("ttl=%s enabled=%v, want the environment's 20m to win and the file's enabled: false", c.Password.TTL, c.Enabled)
 	}
-	for _, key := range []string{`"key":"listen"`, `"key":"plugin.path"`} {
+	for _, key := range []string{`"key":"listen"`, `"key":"plugin.path"`, `"restart_needed":["listen","plugin.path"]`} {
 		if !strings.Contains(logs.String(), key) {
 			t.Errorf("no warning for %s:\n%s", key, logs)
 		}
 	}
 	if strings.Contains(logs.String(), "0123456789abcdef") {
 		t.Errorf("a secret reached the log")
+	}
+	if got := r.Store.RestartNeeded(); !slices.Equal(got, []string{"listen", "plugin.path"}) {
+		t.Errorf("RestartNeeded = %q, want listen and plugin.path", got)
+	}
+
+	// A refused edit leaves the list as it was; an edit back to the running
+	// values clears it.
+	write(t, r.Path, minimal+"listen: 127.0.0.1:9999\ntimeouts: {smtp: 0s}\n")
+	if err := r.Reload(context.Background()); err == nil {
+		t.Fatal("an invalid edit was accepted")
+	}
+	if got := r.Store.RestartNeeded(); !slices.Equal(got, []string{"listen", "plugin.path"}) {
+		t.Errorf("RestartNeeded after a refused reload = %q, want it unchanged", got)
+	}
+	write(t, r.Path, minimal)
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Store.RestartNeeded(); len(got) != 0 {
+		t.Errorf("RestartNeeded after the file went back = %q, want none", got)
+	}
+}
+
+// Every restart-only key names a field of Config, so the reload can keep
+// its running value.
+func TestRestartOnlyKeysAreConfigKeys(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range restartOnly {
+		if _, ok := c.Value(key); !ok {
+			t.Errorf("restart-only key %s is not a key of Config", key)
+		}
+	}
+	for key, want := range map[string]any{"listen": "127.0.0.1:8080", "kratos.verify_wiring": true, "timeouts.kratos": 3 * time.Second} {
+		if got, ok := c.Value(key); !ok || got != want {
+			t.Errorf("Value(%s) = %v, %t; want %v", key, got, ok, want)
+		}
+	}
+	for _, key := range []string{"smtp.host", "kratos.admin_url.x", "nope"} {
+		if got, ok := c.Value(key); ok {
+			t.Errorf("Value(%s) = %v, want no value", key, got)
+		}
 	}
 }
 
