@@ -23,7 +23,6 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
-	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
@@ -56,9 +55,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 
 	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
 	m := metrics.New(plugin.Restarts)
-	// The timing wrappers let each courier message log where its time went.
-	gw := timing.Gateway{Gateway: m.Observe(plugin)}
-	resets := recovery.New(timing.Identities{Inner: kratos}, gw, time.Now, log)
+	// The one observer around the plugin: every delivery's SMTP stages go
+	// to the metrics.
+	gw := m.Observe(plugin)
+	resets := recovery.New(kratos, gw, time.Now, log)
 	// The mailed_at marks still being written finish before the process
 	// exits, each bounded by timeouts.kratos.
 	defer resets.Wait()

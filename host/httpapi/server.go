@@ -19,7 +19,6 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
-	"github.com/kratos-email-gateway/kratos-email-gateway/host/timing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
@@ -74,6 +73,9 @@ type Deps struct {
 	// Wiring says whether Kratos's password migration hook is proven; nil
 	// means it is (kratos.verify_wiring: false).
 	Wiring Wiring
+	// RestartNeeded, when set, lists the restart-only config keys the file
+	// changed since the start (config.Store.RestartNeeded).
+	RestartNeeded func() []string
 }
 
 // Wiring is what the handlers need to know of the wiring check (package
@@ -94,6 +96,7 @@ type Server struct {
 	observe  Observer
 	metrics  http.Handler
 	wiring   Wiring
+	restart  func() []string
 	// keyFault is the last call from Kratos with a wrong API key, until a
 	// correctly keyed call arrives (see authenticated).
 	keyFault atomic.Pointer[keyFault]
@@ -108,7 +111,7 @@ type keyFault struct {
 // New returns a Server.
 func New(d Deps) *Server {
 	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready,
-		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring}
+		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring, restart: d.RestartNeeded}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with
@@ -181,14 +184,17 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "canary", "delivery": "none"})
 		return
 	}
-	ctx, split := timing.Start(r.Context())
 	start := time.Now()
+	// spent is where the message's time went outside the host, recorded
+	// where each call is made: the reset reports its own Kratos and plugin
+	// calls, the send below is timed here.
+	var spent recovery.Spent
 
 	// The whole answer has one deadline below the courier's own: Kratos
 	// v26 gives up on a delivery after 10 s (v1.3.1 after 30 s) and then
 	// retries, so a message must never still be in the gateway's hands
 	// when Kratos sends it again.
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.Courier)
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeouts.Courier)
 	defer cancel()
 
 	delivery := "as_rendered"
@@ -212,9 +218,10 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.observe.Reset("self-service", string(res.Outcome), res.Reason)
+		spent = res.Spent
 		if res.Outcome != recovery.OutcomeKratosMessage {
 			s.observe.Message(msg.TemplateType, string(res.Outcome))
-			logHandled(log, string(res.Outcome), start, split)
+			logHandled(log, string(res.Outcome), start, spent)
 			// Duplicates and cooldowns are answered 2xx too: a retry would
 			// change nothing, and the mail the user already has stays valid.
 			answer := map[string]string{"status": string(res.Outcome), "delivery": "temporary_password"}
@@ -229,9 +236,11 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		delivery = "kratos_message"
 	}
 
+	sendStart := time.Now()
 	resp, err := withTimeout(ctx, cfg.Timeouts.SMTP, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
 		return s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
 	})
+	spent.Plugin += time.Since(sendStart)
 	if err != nil {
 		status := statusOf(err)
 		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", kratosRetries, "delivery", delivery)
@@ -241,7 +250,7 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 	}
 	s.observe.Message(msg.TemplateType, delivery)
 	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply, "delivery", delivery)
-	logHandled(log, delivery, start, split)
+	logHandled(log, delivery, start, spent)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": delivery})
 }
 
@@ -253,9 +262,9 @@ func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Con
 
 // logHandled writes where a handled message's time went: waiting on Kratos,
 // on the plugin (which includes SMTP), and the host's own work.
-func logHandled(log *slog.Logger, outcome string, start time.Time, split *timing.Split) {
+func logHandled(log *slog.Logger, outcome string, start time.Time, spent recovery.Spent) {
 	total := time.Since(start)
-	kratos, plugin := split.Parts()
+	kratos, plugin := spent.Kratos, spent.Plugin
 	log.Info("courier message handled", "outcome", outcome, "total_us", total.Microseconds(),
 		"kratos_us", kratos.Microseconds(), "plugin_us", plugin.Microseconds(), "own_us", (total - kratos - plugin).Microseconds())
 }
@@ -318,7 +327,8 @@ func (s *Server) alive(w http.ResponseWriter, _ *http.Request) {
 // readiness runs every check; the body names the failing ones so an
 // operator sees why without reading logs. An unproven migration hook is
 // reported but keeps the host ready: every mail still goes out, recoveries
-// as Kratos rendered them.
+// as Kratos rendered them. So are restart-only keys the file changed
+// ("restart_needed"): the host runs on, with their old values.
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
@@ -338,15 +348,22 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 			wiringState = "unverified: " + why
 		}
 	}
+	answer := map[string]any{"wiring": wiringState}
+	if s.restart != nil {
+		if keys := s.restart(); len(keys) > 0 {
+			answer["restart_needed"] = strings.Join(keys, ", ")
+		}
+	}
 	if len(errs) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "errors": errs, "wiring": wiringState})
+		answer["status"], answer["errors"] = "unavailable", errs
+		writeJSON(w, http.StatusServiceUnavailable, answer)
 		return
 	}
-	status := "ok"
+	answer["status"] = "ok"
 	if wiringState != "verified" {
-		status = "degraded"
+		answer["status"] = "degraded"
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": status, "wiring": wiringState})
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // readJSON decodes a capped body into v and returns the status to answer

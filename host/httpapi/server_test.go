@@ -158,6 +158,67 @@ func post(h http.Handler, auth string, body io.Reader) *httptest.ResponseRecorde
 	return w
 }
 
+// Each handled courier message logs where its time went, fields the
+// integration benchmark reads (medianSplit): the reset reports its own
+// Kratos and plugin time, and a mail sent as Kratos rendered it is plugin
+// time too.
+func TestCourierLogsWhereItsTimeWent(t *testing.T) {
+	t.Parallel()
+	const sendTime = 2 * time.Millisecond
+	for _, tc := range []struct {
+		name                    string
+		result                  recovery.Result
+		kratos, plugin, atLeast time.Duration
+	}{
+		{"temporary password", recovery.Result{Outcome: recovery.OutcomeSent, Spent: recovery.Spent{Kratos: 4 * time.Millisecond, Plugin: 3 * time.Millisecond}},
+			4 * time.Millisecond, 3 * time.Millisecond, 0},
+		{"Kratos's own message", recovery.Result{Outcome: recovery.OutcomeKratosMessage, Reason: recovery.ReasonUnverifiableHash, Spent: recovery.Spent{Kratos: 4 * time.Millisecond}},
+			4 * time.Millisecond, 0, sendTime},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			cfg := testConfig(true)
+			m := metrics.New(func() int { return 0 })
+			h := New(Deps{
+				Config: func() *config.Config { return cfg },
+				Reset:  &recorder{result: tc.result},
+				Send: &sdktest.Fake{SendMessageF: func(context.Context, *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+					time.Sleep(sendTime)
+					return &sdk.SendMessageResponse{ServerReply: "250 ok"}, nil
+				}},
+				Now:      func() time.Time { return testNow },
+				Log:      slog.New(slog.NewJSONHandler(&logs, nil)),
+				Observer: m,
+				Metrics:  m.Handler(),
+			}).Handler()
+			if w := post(h, "Bearer "+apiKey, bytes.NewReader(sample(t))); w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			var got struct {
+				Total  int64 `json:"total_us"`
+				Kratos int64 `json:"kratos_us"`
+				Plugin int64 `json:"plugin_us"`
+				Own    int64 `json:"own_us"`
+			}
+			for line := range strings.SplitSeq(logs.String(), "\n") {
+				if strings.Contains(line, `"msg":"courier message handled"`) {
+					if err := json.Unmarshal([]byte(line), &got); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			plugin := time.Duration(got.Plugin) * time.Microsecond
+			if time.Duration(got.Kratos)*time.Microsecond != tc.kratos || plugin < tc.plugin+tc.atLeast || (tc.atLeast == 0 && plugin != tc.plugin) {
+				t.Errorf("logged kratos_us=%d plugin_us=%d, want %d and %d (plus at least %s of sending)", got.Kratos, got.Plugin, tc.kratos.Microseconds(), tc.plugin.Microseconds(), tc.atLeast)
+			}
+			if d := got.Own - (got.Total - got.Kratos - got.Plugin); d < -1 || d > 1 { // each field is rounded down to a µs
+				t.Errorf("own_us=%d, want total_us-kratos_us-plugin_us = %d", got.Own, got.Total-got.Kratos-got.Plugin)
+			}
+		})
+	}
+}
+
 func TestRecoveryBecomesAReset(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}

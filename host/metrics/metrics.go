@@ -82,9 +82,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Registry is for tests that read values.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // templateType bounds the label to the names Kratos uses, so a caller
 // cannot grow the series without bound.
 var templateType = regexp.MustCompile(`^[a-z_]{1,40}$`)
@@ -125,13 +122,10 @@ func (m *Metrics) Wiring(proven bool) {
 // ConfigReload counts one reload.
 func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
 
-// Sender is the part of the plugin that delivers mail.
-type Sender interface {
-	SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
-}
-
-// ObservedGateway records the SMTP stages of every delivery that passes
-// through it; everything else goes to the plugin unchanged.
+// ObservedGateway is the one observer around the plugin: it records the
+// SMTP stages of every delivery that passes through it; everything else
+// goes to the plugin unchanged. The time a courier message spends in the
+// plugin is recorded where the call is made (recovery.Spent).
 type ObservedGateway struct {
 	sdk.Gateway
 	m *Metrics

@@ -106,7 +106,7 @@ func (s *Service) settleTemporary(ctx context.Context, pol Policy, id *kratosadm
 		return NoMatch, err
 	}
 	if pol.RevokeSessions {
-		if err := s.revoke(ctx, pol, id.ID); err != nil {
+		if err := s.revoke(ctx, pol, id.ID, nil); err != nil {
 			return NoMatch, err
 		}
 	}

@@ -78,6 +78,17 @@ type Result struct {
 	Outcome Outcome
 	// Reason is a short, secret-free explanation for the answer and the log.
 	Reason string
+	// Spent is where the reset's time went.
+	Spent Spent
+}
+
+// Spent is the time a reset spent waiting on Kratos's admin API and on the
+// plugin (SMTP included), recorded where each call is made, so that the
+// caller can log the host's own share of a message (BENCHMARKS.md). The
+// mailed_at mark written after Reset returned is not in it.
+type Spent struct {
+	Kratos time.Duration
+	Plugin time.Duration
 }
 
 // Identities is what the service needs from Kratos's admin API.
@@ -183,7 +194,9 @@ func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *S
 func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Result, error) {
 	unlock := s.locks.lock(req.IdentityID)
 	log := s.log.With("identity_id", req.IdentityID, "trigger", req.Trigger)
-	res, keep, mark, err := s.reset(ctx, req, pol, log)
+	var spent Spent
+	res, keep, mark, err := s.reset(ctx, req, pol, log, &spent)
+	res.Spent = spent
 	// One audit event per reset, whatever happened; never a secret in it.
 	attrs := []any{"audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger}
 	if err != nil {
@@ -217,11 +230,11 @@ func (s *Service) Wait() { s.marks.Wait() }
 // reset does the work of Reset. When the mail went out, mark writes
 // mailed_at; Reset runs it. Every check that can refuse runs before the
 // identity is changed, the rendering of the mail included.
-func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger) (_ Result, keep bool, mark func(context.Context), _ error) {
+func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.Logger, spent *Spent) (_ Result, keep bool, mark func(context.Context), _ error) {
 	if pol.Keys == nil {
 		return Result{}, false, nil, ErrNoKeys
 	}
-	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
+	id, err := timed(ctx, pol.KratosTimeout, &spent.Kratos, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, req.IdentityID)
 	})
 	if err != nil {
@@ -273,7 +286,9 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		}
 	}
 
-	issued, err := s.mail.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: id.ID})
+	issued, err := timed(ctx, 0, &spent.Plugin, func(ctx context.Context) (*sdk.IssuePasswordResponse, error) {
+		return s.mail.IssuePassword(ctx, &sdk.IssuePasswordRequest{IdentityID: id.ID})
+	})
 	if err != nil {
 		return Result{}, false, nil, fmt.Errorf("issue password: %w", err)
 	}
@@ -283,7 +298,9 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		return Result{}, false, nil, err
 	}
 	// A mail that cannot be built must change nothing: render it first.
-	if _, err := s.mail.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg}); err != nil {
+	if _, err := timed(ctx, 0, &spent.Plugin, func(ctx context.Context) (*sdk.RenderResponse, error) {
+		return s.mail.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg})
+	}); err != nil {
 		return Result{}, false, nil, fmt.Errorf("render temporary password mail (nothing changed): %w", err)
 	}
 
@@ -300,18 +317,18 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		update.MetadataPublic = with(id.MetadataPublic, map[string]any{KeyChangeRequired: true, KeyExpiresAt: expires.Format(time.RFC3339)})
 	}
 	update.MetadataAdmin = with(id.MetadataAdmin, map[string]any{KeyAdmin: state})
-	if _, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+	if _, err := timed(ctx, pol.KratosTimeout, &spent.Kratos, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.SetPassword(ctx, id, update)
 	}); err != nil {
 		return Result{}, false, nil, fmt.Errorf("set temporary password: %w", err)
 	}
 	if !keep && pol.RevokeSessions {
-		if err := s.revoke(ctx, pol, id.ID); err != nil {
+		if err := s.revoke(ctx, pol, id.ID, &spent.Kratos); err != nil {
 			return Result{}, false, nil, err
 		}
 	}
 
-	reply, err := s.send(ctx, pol, recipient, msg)
+	reply, err := s.send(ctx, pol, recipient, msg, &spent.Plugin)
 	if err != nil {
 		return Result{}, false, nil, err
 	}
@@ -402,8 +419,10 @@ func lastReset(id *kratosadmin.Identity, now time.Time) lastResetState {
 	return lastSettled
 }
 
-func (s *Service) revoke(ctx context.Context, pol Policy, identityID string) error {
-	_, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (struct{}, error) {
+// revoke ends the identity's sessions; spent, when not nil, counts the
+// call's time.
+func (s *Service) revoke(ctx context.Context, pol Policy, identityID string, spent *time.Duration) error {
+	_, err := timed(ctx, pol.KratosTimeout, spent, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.ids.RevokeSessions(ctx, identityID)
 	})
 	if err != nil {
@@ -430,14 +449,23 @@ func passwordMessage(pol Policy, id *kratosadmin.Identity, password string, expi
 	}, nil
 }
 
-func (s *Service) send(ctx context.Context, pol Policy, recipient string, msg *sdk.PasswordMessage) (string, error) {
-	resp, err := withTimeout(ctx, pol.SMTPTimeout, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
+func (s *Service) send(ctx context.Context, pol Policy, recipient string, msg *sdk.PasswordMessage, spent *time.Duration) (string, error) {
+	resp, err := timed(ctx, pol.SMTPTimeout, spent, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
 		return s.mail.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: recipient, Password: msg})
 	})
 	if err != nil {
 		return "", fmt.Errorf("send temporary password mail: %w", err)
 	}
 	return resp.ServerReply, nil
+}
+
+// timed is withTimeout that adds the time the call took to *spent (unless
+// spent is nil): a reset records where its time went at each call it makes.
+func timed[T any](ctx context.Context, d time.Duration, spent *time.Duration, f func(context.Context) (T, error)) (T, error) {
+	if spent != nil {
+		defer func(start time.Time) { *spent += time.Since(start) }(time.Now())
+	}
+	return withTimeout(ctx, d, f)
 }
 
 func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {

@@ -254,6 +254,59 @@ func TestResetAnswersBeforeTheMarkButTheNextResetSeesIt(t *testing.T) {
 	}
 }
 
+// A reset reports where its time went, recorded where each call is made:
+// the Kratos calls (lookup, write, revocation) and the plugin calls
+// (password, the rendering check, the send), for the courier handler's
+// "courier message handled" line.
+func TestResetReportsWhereItsTimeWent(t *testing.T) {
+	t.Parallel()
+	const pause = 3 * time.Millisecond
+	f := newFixture(nil)
+	f.svc.ids = slowIdentities{f.ids, pause}
+	fake := f.svc.mail.(*sdktest.Fake)
+	render, send := fake.RenderF, fake.SendMessageF
+	fake.RenderF = func(ctx context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+		time.Sleep(pause)
+		return render(ctx, r)
+	}
+	fake.SendMessageF = func(ctx context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+		time.Sleep(pause)
+		return send(ctx, r)
+	}
+	start := time.Now()
+	res, err := f.resetResult(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com"}, policy)
+	total := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lookup, write and revocation wait on Kratos; render and send on the
+	// plugin; neither part holds the other.
+	if res.Spent.Kratos < 3*pause || res.Spent.Plugin < 2*pause || res.Spent.Kratos+res.Spent.Plugin > total {
+		t.Errorf("spent kratos=%s plugin=%s of %s, want at least %s and %s and no more than the whole", res.Spent.Kratos, res.Spent.Plugin, total, 3*pause, 2*pause)
+	}
+}
+
+// slowIdentities is a Kratos whose every answer to a reset takes pause.
+type slowIdentities struct {
+	*identities
+	pause time.Duration
+}
+
+func (s slowIdentities) Identity(ctx context.Context, id string) (*kratosadmin.Identity, error) {
+	time.Sleep(s.pause)
+	return s.identities.Identity(ctx, id)
+}
+
+func (s slowIdentities) SetPassword(ctx context.Context, id *kratosadmin.Identity, u kratosadmin.PasswordUpdate) error {
+	time.Sleep(s.pause)
+	return s.identities.SetPassword(ctx, id, u)
+}
+
+func (s slowIdentities) RevokeSessions(ctx context.Context, id string) error {
+	time.Sleep(s.pause)
+	return s.identities.RevokeSessions(ctx, id)
+}
+
 func TestResetWithoutSessionRevocation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(nil)
