@@ -198,17 +198,19 @@ func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Result, e
 	res, keep, mark, err := s.reset(ctx, req, pol, log, &spent)
 	res.Spent = spent
 	// One audit event per reset, whatever happened; never a secret in it.
+	// It is complete on its own, so it goes to s.log: log already holds
+	// identity_id and trigger, and through it each would appear twice.
 	attrs := []any{"audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger}
 	if err != nil {
 		unlock()
-		log.Error("reset failed", append(attrs, "outcome", OutcomeFailed, "error", err.Error())...)
+		s.log.Error("reset failed", append(attrs, "outcome", OutcomeFailed, "error", err.Error())...)
 		return Result{}, err
 	}
 	attrs = append(attrs, "outcome", res.Outcome, "keeps_current_password", keep)
 	if res.Reason != "" {
 		attrs = append(attrs, "reason", res.Reason)
 	}
-	log.Info("reset", attrs...)
+	s.log.Info("reset", attrs...)
 	if mark == nil {
 		unlock()
 		return res, nil

@@ -599,3 +599,36 @@ func TestResetHandsKratosCodeToTheMail(t *testing.T) {
 		})
 	}
 }
+
+// The audit line carries identity_id and trigger once in either log format,
+// on success and on failure (it used to repeat both: its logger had them).
+func TestAuditLineNamesEachKeyOnce(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"json", "text"} {
+		for _, sendErr := range []error{nil, sdk.ErrUnavailable} {
+			f := newFixture(sendErr)
+			var logs bytes.Buffer
+			f.svc.log = slog.New(slog.NewJSONHandler(&logs, nil))
+			key, audit := `"%s":`, `"audit":true`
+			if format == "text" {
+				f.svc.log = slog.New(slog.NewTextHandler(&logs, nil))
+				key, audit = ` %s=`, ` audit=true`
+			}
+			_, _ = f.reset(context.Background(), Request{IdentityID: "id-1", Recipient: "alice@example.com", Trigger: "self-service", Message: "k1"}, policy)
+			var line string
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, audit) {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Fatalf("%s, send error %v: no audit line:\n%s", format, sendErr, logs.String())
+			}
+			for _, k := range []string{"identity_id", "trigger", "event", "outcome"} {
+				if n := strings.Count(line, fmt.Sprintf(key, k)); n != 1 {
+					t.Errorf("%s, send error %v: %s appears %d times in the audit line, want once:\n%s", format, sendErr, k, n, line)
+				}
+			}
+		}
+	}
+}
