@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
@@ -36,7 +38,7 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	if errors.Is(err, kratosadmin.ErrNotFound) {
 		// As long as a real check, so identifiers cannot be enumerated.
 		pwhash.Dummy(password)
-		return NoMatch, nil
+		return refused(s.log, password, "unknown_identifier")
 	}
 	if err != nil {
 		return NoMatch, fmt.Errorf("look up identity: %w", err)
@@ -50,29 +52,30 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	if !ok || keys == nil {
 		pwhash.Dummy(password)
 		log.Warn("password migration hook called for an identity without a pending reset of the gateway; refused")
-		return NoMatch, nil
+		return refused(log, password, "no_pending_reset")
 	}
 	now := s.now()
 
+	why, whyAttrs := "wrong_password", []any(nil)
 	if ok, err := keys.Verify(p.TempMAC, password, id.ID); err != nil {
 		log.Warn("the temporary password's hash cannot be checked with the configured secrets.cipher keys", "error", err.Error())
 	} else if ok && now.Before(p.ExpiresAt) {
 		return s.settleTemporary(ctx, pol, id, p)
 	} else if ok {
-		log.Info("expired temporary password used; refused", "event", "login_refused", "expired_at", p.ExpiresAt.Format(time.RFC3339))
+		why, whyAttrs = "temporary_password_expired", []any{"expired_at", p.ExpiresAt.Format(time.RFC3339)}
 	}
 
 	if p.SealedHash == "" {
 		// The identity had no password when the reset was asked for: only
 		// the temporary password logs in.
 		pwhash.Dummy(password)
-		return NoMatch, nil
+		return refused(log, password, why, whyAttrs...)
 	}
 	current, err := keys.Open(p.SealedHash, id.ID)
 	if err != nil {
 		if errors.Is(err, sealing.ErrNoKey) || errors.Is(err, sealing.ErrFormat) {
 			log.Error("no secrets.cipher key opens the sealed current password; only the temporary password works", "error", err.Error())
-			return NoMatch, nil
+			return refused(log, password, why, whyAttrs...)
 		}
 		return NoMatch, err
 	}
@@ -81,7 +84,7 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 		return NoMatch, fmt.Errorf("check current password: %w", err)
 	}
 	if !match {
-		return NoMatch, nil
+		return refused(log, password, why, whyAttrs...)
 	}
 	if err := s.patch(ctx, pol, id.ID,
 		kratosadmin.Op{Op: "remove", Path: []string{"metadata_admin", KeyAdmin, KeyPending}},
@@ -91,6 +94,20 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	}
 	log.Info("user logged in with their current password; the pending reset is void", "event", "reset_void", "outcome", MatchCurrent)
 	return MatchCurrent, nil
+}
+
+// refused logs a password the migration hook refuses, once per refusal, and
+// returns NoMatch. It never logs the password, nor the identifier (an
+// address): the identity id (in log, when known), the verdict, why, and
+// whether the password had white space at its ends, the usual copy-paste
+// slip (a stray \r), which no temporary password has.
+func refused(log *slog.Logger, password, why string, attrs ...any) (Verdict, error) {
+	attrs = append([]any{"event", "login_refused", "verdict", NoMatch, "reason", why}, attrs...)
+	if strings.TrimSpace(password) != password {
+		attrs = append(attrs, "surrounding_whitespace", true)
+	}
+	log.Info("password refused at login", attrs...)
+	return NoMatch, nil
 }
 
 // settleTemporary requires the change and ends other sessions before Kratos
