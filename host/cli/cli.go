@@ -107,6 +107,19 @@ func configFlag(name string, env Env, args []string) (string, error) {
 	return *path, nil
 }
 
+// loadConfig parses the --config flag of command name and loads the file.
+func loadConfig(name string, env Env, args []string) (string, *config.Config, error) {
+	path, err := configFlag(name, env, args)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := config.Load(path, env.Environ)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, cfg, nil
+}
+
 // parseFlags parses a command's flags. -h or --help prints the command's
 // usage on stdout and returns errHelp (exit 0); a wrong flag prints the
 // problem and the usage on stderr and returns errUsage (exit 2).
@@ -150,14 +163,21 @@ func commandUsage(name string) string {
 	return strings.Join(entry, "\n")
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+// newLogger logs to w in log.format at level: logLevel(cfg), or a
+// slog.LevelVar that follows reloads (serve).
+func newLogger(cfg *config.Config, level slog.Leveler, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// logLevel is log.level as slog's level.
+func logLevel(cfg *config.Config) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	return level
 }
 
 // launchConfig describes the plugin process. The plugin gets no environment

@@ -16,15 +16,11 @@ import (
 // doctor proves, stage by stage like smtp test, that the live Kratos is
 // wired to the running gateway, with a canary identity it always deletes.
 func doctor(ctx context.Context, env Env, args []string) error {
-	path, err := configFlag("doctor", env, args)
+	_, cfg, err := loadConfig("doctor", env, args)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path, env.Environ)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, env.Stderr)
+	log := newLogger(cfg, logLevel(cfg), env.Stderr)
 	fmt.Fprintf(env.Stdout, "checking the wiring of Kratos (admin %s, public %s) to the gateway on %s\n", cfg.Kratos.AdminURL, cfg.Kratos.PublicURL, cfg.Listen)
 	// The stages need Kratos to reach a running gateway: without one,
 	// every stage would fail for the same reason.
@@ -34,7 +30,7 @@ func doctor(ctx context.Context, env Env, args []string) error {
 	}
 	printStage(env, wiring.Stage{Name: "gateway serving"})
 	checker := &wiring.Checker{
-		Admin:     kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
+		Admin:     kratosadmin.New(cfg.Kratos.AdminURL, kratosHTTP(cfg)),
 		PublicURL: cfg.Kratos.PublicURL,
 		// A settings flow can take Kratos 10 s and more: it asks Have I
 		// Been Pwned about the new password, which waits out its timeout

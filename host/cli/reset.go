@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -72,7 +71,7 @@ func reset(ctx context.Context, env Env, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
+	kratos := kratosadmin.New(cfg.Kratos.AdminURL, kratosHTTP(cfg))
 	var resets bulkreset.Resetter
 	if !*dryRun {
 		proc, _, err := pluginhost.Launch(ctx, launchConfig(cfg, env.Environ, io.Discard), cfg.PluginConfig)
@@ -81,7 +80,7 @@ func reset(ctx context.Context, env Env, args []string) error {
 		}
 		defer proc.Kill()
 		// The audit log goes to stderr; progress and summary to stdout.
-		svc := recovery.New(kratos, proc, time.Now, newLogger(cfg, env.Stderr))
+		svc := recovery.New(kratos, proc, time.Now, newLogger(cfg, logLevel(cfg), env.Stderr))
 		defer svc.Wait()
 		resets = svc
 	}

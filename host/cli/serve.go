@@ -11,8 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/demoui"
@@ -27,44 +30,141 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
-// serve runs the host until SIGINT or SIGTERM.
+// serve runs the host until SIGINT or SIGTERM, in named steps: load the
+// config, start the plugin, build the services, open the listeners, start
+// the wiring check, watch the config, wait, shut down.
 func serve(ctx context.Context, env Env, args []string) error {
-	path, err := configFlag("serve", env, args)
+	path, cfg, err := loadConfig("serve", env, args)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path, env.Environ)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, env.Stderr)
-
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg))
+	log := newLogger(cfg, level, env.Stderr)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	plugin, warnings, err := pluginhost.Start(startCtx, launchConfig(cfg, env.Environ, env.Stderr), cfg.PluginConfig, log)
-	cancel()
+	launch := launchConfig(cfg, env.Environ, env.Stderr)
+	plugin, err := startPlugin(ctx, cfg, launch, log)
 	if err != nil {
 		return err
 	}
 	defer plugin.Close()
+	svc := buildServices(cfg, plugin, logging{host: log, level: level, plugin: launch.Logger})
+	// The mailed_at marks still being written finish before the process
+	// exits, each bounded by timeouts.kratos.
+	defer svc.resets.Wait()
+	servers, err := openServers(cfg, svc, log)
+	if err != nil {
+		return err
+	}
+	errc := startServers(servers, log)
+	svc.startWiringCheck(ctx)
+	watchConfig(ctx, svc.reloader(path, env.Environ))
+	log.Info("gateway serving", "listen", servers[0].ln.Addr().String(), "tls", servers[0].tls, "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
+
+	if err := wait(ctx, errc); err != nil {
+		return err
+	}
+	return shutdown(servers, log)
+}
+
+// startPlugin launches the plugin configured with cfg's sections, under
+// pluginhost's supervision, and logs the security warnings of the config
+// and of the plugin.
+func startPlugin(ctx context.Context, cfg *config.Config, launch sdk.LaunchConfig, log *slog.Logger) (*pluginhost.Host, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	plugin, warnings, err := pluginhost.Start(ctx, launch, cfg.PluginConfig, log)
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range append(cfg.Warnings(), warnings...) {
 		log.Warn("security warning", "warning", w)
 	}
+	return plugin, nil
+}
 
-	kratos := kratosadmin.New(cfg.Kratos.AdminURL, &http.Client{Timeout: cfg.Timeouts.Kratos})
+// logging is where serve logs: the host's logger, its level (log.level,
+// which a reload changes) and the plugin's logger.
+type logging struct {
+	host   *slog.Logger
+	level  *slog.LevelVar
+	plugin hclog.Logger
+}
+
+// servedPlugin is what the services use of the plugin: pluginhost.Host, or
+// a fake in tests.
+type servedPlugin interface {
+	sdk.Gateway
+	Restarts() int
+}
+
+// services are what serve builds from the config. Each part reads the
+// config snapshot per call (store), or follow rebuilds it when a reload
+// changes its keys; the keys neither can apply are config's restart-only
+// ones.
+type services struct {
+	store    *config.Store
+	plugin   servedPlugin
+	metrics  *metrics.Metrics
+	kratos   *kratosadmin.Client
+	sessions *kratospublic.Client
+	resets   *recovery.Service
+	hook     *wiring.Status
+	server   *httpapi.Server
+	// demo is the demo UI, nil without demo_ui.listen.
+	demo *swapHandler
+	logs logging
+}
+
+// buildServices builds the services on a started plugin.
+func buildServices(cfg *config.Config, plugin servedPlugin, logs logging) *services {
 	m := metrics.New(plugin.Restarts)
+	s := &services{
+		store:    config.NewStore(cfg),
+		plugin:   plugin,
+		metrics:  m,
+		kratos:   kratosadmin.New(cfg.Kratos.AdminURL, kratosHTTP(cfg)),
+		sessions: kratospublic.New(cfg.Kratos.PublicURL, kratosHTTP(cfg)),
+		logs:     logs,
+	}
 	// The one observer around the plugin: every delivery's SMTP stages go
 	// to the metrics.
 	gw := m.Observe(plugin)
-	resets := recovery.New(kratos, gw, time.Now, log)
-	// The mailed_at marks still being written finish before the process
-	// exits, each bounded by timeouts.kratos.
-	defer resets.Wait()
-	checks := []httpapi.Check{
+	s.resets = recovery.New(s.kratos, gw, time.Now, logs.host)
+	// Until the wiring check proved that Kratos calls the migration hook,
+	// self-service recoveries get Kratos's own message (package wiring).
+	s.hook = wiring.NewStatus("")
+	if cfg.Kratos.VerifyWiring {
+		s.hook = wiring.NewStatus("not checked yet")
+	}
+	if cfg.DemoUI.Listen != "" {
+		s.demo = &swapHandler{}
+		s.demo.set(demoui.New(demoConfig(cfg), logs.host))
+	}
+	s.server = httpapi.New(httpapi.Deps{
+		Config:        s.store.Current,
+		Reset:         s.resets,
+		Send:          gw,
+		Sessions:      s.sessions,
+		Ready:         s.checks(),
+		Now:           time.Now,
+		Log:           logs.host,
+		Observer:      m,
+		Metrics:       m.Handler(),
+		Wiring:        s.hook,
+		RestartNeeded: s.store.RestartNeeded,
+	})
+	return s
+}
+
+// checks are readiness's: the plugin is configured, Kratos's admin API is
+// ready, the config file's last reload was accepted.
+func (s *services) checks() []httpapi.Check {
+	return []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
-			h, err := plugin.Health(ctx, &sdk.HealthRequest{})
+			h, err := s.plugin.Health(ctx, &sdk.HealthRequest{})
 			if err != nil {
 				return err
 			}
@@ -73,52 +173,94 @@ func serve(ctx context.Context, env Env, args []string) error {
 			}
 			return nil
 		}},
-		{Name: "kratos", Run: kratos.Ready},
+		{Name: "kratos", Run: s.kratos.Ready},
+		{Name: "config", Run: s.store.Healthy},
 	}
-	store := config.NewStore(cfg)
-	reloader := &config.Reloader{
+}
+
+// reloader reloads the config file at path: the plugin gets its sections
+// first (a refusal keeps the running config), then follow.
+func (s *services) reloader(path string, environ []string) *config.Reloader {
+	return &config.Reloader{
 		Path:    path,
-		Environ: env.Environ,
-		Store:   store,
+		Environ: environ,
+		Store:   s.store,
 		Apply: func(ctx context.Context, c *config.Config) ([]string, error) {
-			resp, err := plugin.Configure(ctx, &sdk.ConfigureRequest{Config: c.PluginConfig})
+			resp, err := s.plugin.Configure(ctx, &sdk.ConfigureRequest{Config: c.PluginConfig})
 			if err != nil {
 				return nil, err
 			}
 			return resp.Warnings, nil
 		},
-		Observe: m.ConfigReload,
-		Log:     log,
+		Observe: s.metrics.ConfigReload,
+		Applied: s.follow,
+		Log:     s.logs.host,
 	}
-	checks = append(checks, httpapi.Check{Name: "config", Run: store.Healthy})
-	// Until the wiring check proved that Kratos calls the migration hook,
-	// self-service recoveries get Kratos's own message (package wiring).
-	hook := wiring.NewStatus("")
-	if cfg.Kratos.VerifyWiring {
-		hook = wiring.NewStatus("not checked yet")
-		reloader.Applied = func(prev, next *config.Config) {
-			if wiringChanged(prev, next) {
-				hook.Recheck("re-checking after a config change")
+}
+
+// follow makes a reload reach what was built from the config at start:
+// the Kratos clients (kratos.admin_url, kratos.public_url,
+// timeouts.kratos), the demo UI (demo_ui.* and kratos.public_url) and the
+// log level of the host and of the plugin's lines. The wiring check proves
+// the hook again when what it proved changed.
+func (s *services) follow(prev, next *config.Config) {
+	if prev.Kratos.AdminURL != next.Kratos.AdminURL || prev.Timeouts.Kratos != next.Timeouts.Kratos {
+		s.kratos.Retarget(next.Kratos.AdminURL, kratosHTTP(next))
+	}
+	if prev.Kratos.PublicURL != next.Kratos.PublicURL || prev.Timeouts.Kratos != next.Timeouts.Kratos {
+		s.sessions.Retarget(next.Kratos.PublicURL, kratosHTTP(next))
+	}
+	if s.demo != nil && demoConfig(prev) != demoConfig(next) {
+		s.demo.set(demoui.New(demoConfig(next), s.logs.host))
+	}
+	s.logs.level.Set(logLevel(next))
+	s.logs.plugin.SetLevel(hclog.LevelFromString(next.Log.Level))
+	if next.Kratos.VerifyWiring && wiringChanged(prev, next) {
+		s.hook.Recheck("re-checking after a config change")
+	}
+}
+
+// startWiringCheck proves, with kratos.verify_wiring, that Kratos calls
+// the password migration hook: in the background, at once, on
+// wiringSchedule and after a reload that changed what it proved.
+func (s *services) startWiringCheck(ctx context.Context) {
+	if !s.store.Current().Kratos.VerifyWiring {
+		s.metrics.Wiring(true)
+		return
+	}
+	publicHTTP := &http.Client{Timeout: 10 * time.Second}
+	go s.hook.Run(ctx, func(ctx context.Context) wiring.Report {
+		c := s.store.Current()
+		return (&wiring.Checker{Admin: s.kratos, PublicURL: c.Kratos.PublicURL, HTTP: publicHTTP, Keys: c.Keyring, Log: s.logs.host}).VerifyHook(ctx)
+	}, wiringSchedule, s.logs.host, s.metrics.Wiring)
+}
+
+// watchConfig reloads the config whenever its file changes and on SIGHUP,
+// until ctx ends.
+func watchConfig(ctx context.Context, r *config.Reloader) {
+	go func() {
+		if err := r.Watch(ctx); err != nil {
+			r.Log.Error("config file is not watched; reload with SIGHUP", "error", err.Error())
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = r.Reload(ctx)
 			}
 		}
-	}
-	srv := httpapi.New(httpapi.Deps{
-		Config:   store.Current,
-		Reset:    resets,
-		Send:     gw,
-		Sessions: kratospublic.New(cfg.Kratos.PublicURL, &http.Client{Timeout: cfg.Timeouts.Kratos}),
-		Ready:    checks,
-		Now:      time.Now,
-		Log:      log,
-		Observer: m,
-		Metrics:  m.Handler(),
-		Wiring:   hook,
-	})
+	}()
+}
 
-	servers, err := openServers(cfg, srv, log)
-	if err != nil {
-		return err
-	}
+// startServers serves every listener in the background; the channel gets
+// the servers' errors.
+func startServers(servers []server, log *slog.Logger) <-chan error {
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { errc <- s.Serve(s.ln) }()
@@ -126,49 +268,57 @@ func serve(ctx context.Context, env Env, args []string) error {
 			log.Info(s.what+" serving", "key", s.key, "listen", s.ln.Addr().String(), "tls", s.tls)
 		}
 	}
-	if cfg.Kratos.VerifyWiring {
-		publicHTTP := &http.Client{Timeout: 10 * time.Second}
-		go hook.Run(ctx, func(ctx context.Context) wiring.Report {
-			c := store.Current()
-			return (&wiring.Checker{Admin: kratos, PublicURL: c.Kratos.PublicURL, HTTP: publicHTTP, Keys: c.Keyring, Log: log}).VerifyHook(ctx)
-		}, wiringSchedule, log, m.Wiring)
-	} else {
-		m.Wiring(true)
-	}
-	go func() {
-		if err := reloader.Watch(ctx); err != nil {
-			log.Error("config file is not watched; reload with SIGHUP", "error", err.Error())
-		}
-	}()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = reloader.Reload(ctx)
-			}
-		}
-	}()
-	log.Info("gateway serving", "listen", servers[0].ln.Addr().String(), "tls", servers[0].tls, "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
+	return errc
+}
 
+// wait returns when ctx ends (SIGINT, SIGTERM), or with the error of a
+// server that stopped.
+func wait(ctx context.Context, errc <-chan error) error {
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
+		return nil
 	}
+}
+
+// shutdown stops the servers, letting the requests under way finish within
+// 15 s.
+func shutdown(servers []server, log *slog.Logger) error {
 	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for _, s := range servers {
-		if err := s.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 	}
 	return nil
+}
+
+// kratosHTTP is the HTTP client of the calls to Kratos's APIs.
+func kratosHTTP(cfg *config.Config) *http.Client {
+	return &http.Client{Timeout: cfg.Timeouts.Kratos}
+}
+
+// demoConfig is the demo UI's part of the config.
+func demoConfig(cfg *config.Config) demoui.Config {
+	return demoui.Config{
+		KratosPublicURL:  cfg.Kratos.PublicURL,
+		KratosBrowserURL: cfg.DemoUI.KratosBrowserURL,
+		MailpitURL:       cfg.DemoUI.MailpitURL,
+	}
+}
+
+// swapHandler serves the handler set last.
+type swapHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
 }
 
 // wiringSchedule retries a failed wiring check soon (Kratos often starts
@@ -201,7 +351,7 @@ type server struct {
 // all but the demo UI serve HTTPS. A listener that cannot bind closes the
 // ones already bound, and the error names its key. The first server is
 // listen's.
-func openServers(cfg *config.Config, srv *httpapi.Server, log *slog.Logger) ([]server, error) {
+func openServers(cfg *config.Config, svc *services, log *slog.Logger) ([]server, error) {
 	var tlsConf *tls.Config
 	if cfg.TLS.Enabled() {
 		cert, err := listen.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
@@ -216,7 +366,7 @@ func openServers(cfg *config.Config, srv *httpapi.Server, log *slog.Logger) ([]s
 		return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 
-	api := srv.Handler()
+	api := svc.server.Handler()
 	main := server{key: "listen", addr: cfg.Listen, what: "gateway", Server: webhooks(api)}
 	specs := []server{main}
 	if cfg.Gate.Listen != "" {
@@ -225,18 +375,14 @@ func openServers(cfg *config.Config, srv *httpapi.Server, log *slog.Logger) ([]s
 	}
 	if cfg.Admin.Listen != "" {
 		specs = append(specs, server{key: "admin.listen", addr: cfg.Admin.Listen, what: "admin API", Server: &http.Server{
-			Handler:           srv.AdminHandler(),
+			Handler:           svc.server.AdminHandler(),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 		}})
 	}
 	if cfg.DemoUI.Listen != "" {
 		specs = append(specs, server{key: "demo_ui.listen", addr: cfg.DemoUI.Listen, what: "demo UI", plain: true, Server: &http.Server{
-			Handler: demoui.New(demoui.Config{
-				KratosPublicURL:  cfg.Kratos.PublicURL,
-				KratosBrowserURL: cfg.DemoUI.KratosBrowserURL,
-				MailpitURL:       cfg.DemoUI.MailpitURL,
-			}, log),
+			Handler:           svc.demo,
 			ReadHeaderTimeout: 5 * time.Second,
 		}})
 	}
