@@ -15,6 +15,8 @@ import (
 	"time"
 
 	kratos "github.com/ory/kratos-client-go"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/internal/kratosapi"
 )
 
 var (
@@ -71,11 +73,7 @@ func New(adminURL string, httpClient *http.Client) *Client {
 // httpClient; calls under way finish where they started. The version the
 // old endpoint reported is forgotten.
 func (c *Client) Retarget(adminURL string, httpClient *http.Client) {
-	cfg := kratos.NewConfiguration()
-	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimRight(adminURL, "/")}}
-	cfg.HTTPClient = httpClient
-	cfg.UserAgent = "kratos-email-gateway"
-	c.cur.Store(&endpoint{api: kratos.NewAPIClient(cfg)})
+	c.cur.Store(&endpoint{api: kratosapi.New(adminURL, httpClient)})
 }
 
 // api is the endpoint's client in effect.

@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync/atomic"
 
 	kratos "github.com/ory/kratos-client-go"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/internal/kratosapi"
 )
 
 var (
@@ -43,11 +44,7 @@ func New(publicURL string, httpClient *http.Client) *Client {
 // Retarget sends the calls made from now on to publicURL through
 // httpClient; calls under way finish where they started.
 func (c *Client) Retarget(publicURL string, httpClient *http.Client) {
-	cfg := kratos.NewConfiguration()
-	cfg.Servers = kratos.ServerConfigurations{{URL: strings.TrimRight(publicURL, "/")}}
-	cfg.HTTPClient = httpClient
-	cfg.UserAgent = "kratos-email-gateway"
-	c.api.Store(kratos.NewAPIClient(cfg))
+	c.api.Store(kratosapi.New(publicURL, httpClient))
 }
 
 // Session resolves a session from a Cookie header or a session token;
