@@ -114,7 +114,7 @@ func TestSecretsDocumentedAlike(t *testing.T) {
 	}
 	slices.Sort(marked)
 	yamlList := list(regexp.MustCompile(`Keep secrets \(([^)]*)\)`), strings.Join(comments, " "))
-	readmeList := list(regexp.MustCompile("Keep the secrets \\(([^)]*)\\)"), strings.Join(strings.Fields(string(readme)), " "))
+	readmeList := list(regexp.MustCompile(`Keep the secrets \(([^)]*)\)`), strings.Join(strings.Fields(string(readme)), " "))
 
 	var readmeMarked []string
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\|.*[;,] secret\\b").FindAllStringSubmatch(string(readme), -1) {
