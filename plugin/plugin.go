@@ -50,12 +50,17 @@ type state struct {
 	tmpl   *mailtmpl.Set
 }
 
-// Gateway implements sdk.Gateway.
+// Gateway implements sdk.Gateway and both optional capabilities: Render
+// (previews, and the host's check before a reset) and Probe (SMTP tracing).
 type Gateway struct {
 	cur atomic.Pointer[state]
 }
 
-var _ sdk.Gateway = (*Gateway)(nil)
+var (
+	_ sdk.Gateway  = (*Gateway)(nil)
+	_ sdk.Renderer = (*Gateway)(nil)
+	_ sdk.Prober   = (*Gateway)(nil)
+)
 
 // New returns an unconfigured Gateway; the host configures it right after launch.
 func New() *Gateway { return &Gateway{} }

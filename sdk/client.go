@@ -29,9 +29,10 @@ type LaunchConfig struct {
 	Logger hclog.Logger
 }
 
-// Client is a running plugin process seen as a Gateway.
+// Client is a running plugin process seen as a Remote: the core and every
+// capability, a capability the plugin lacks answering ErrUnsupported.
 type Client struct {
-	Gateway
+	Remote
 	proc *goplugin.Client
 }
 
@@ -77,12 +78,12 @@ func Launch(cfg LaunchConfig) (*Client, error) {
 		proc.Kill()
 		return nil, fmt.Errorf("dispense plugin %s: %w", path, err)
 	}
-	gw, ok := raw.(Gateway)
+	gw, ok := raw.(Remote)
 	if !ok {
 		proc.Kill()
-		return nil, fmt.Errorf("plugin %s: dispensed %T, not a Gateway", path, raw)
+		return nil, fmt.Errorf("plugin %s: dispensed %T, not a Remote", path, raw)
 	}
-	return &Client{Gateway: gw, proc: proc}, nil
+	return &Client{Remote: gw, proc: proc}, nil
 }
 
 // Exited reports whether the plugin process has ended.

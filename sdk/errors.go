@@ -22,6 +22,11 @@ var (
 	ErrRejected = errors.New("rejected")
 	// ErrNotConfigured means Configure has not succeeded yet.
 	ErrNotConfigured = errors.New("plugin not configured")
+	// ErrUnsupported means the plugin does not offer the optional
+	// capability that was called (Renderer, Prober); on the wire it is gRPC
+	// Unimplemented, which a plugin in another language answers for a
+	// method it leaves out.
+	ErrUnsupported = errors.New("not supported by this plugin")
 )
 
 // The sentinels cross the wire as gRPC status codes; everything else is Internal.
@@ -36,6 +41,7 @@ var codeOf = []struct {
 	{ErrUnavailable, codes.Unavailable},
 	{ErrRejected, codes.Aborted},
 	{ErrNotConfigured, codes.FailedPrecondition},
+	{ErrUnsupported, codes.Unimplemented},
 	{context.Canceled, codes.Canceled},
 }
 

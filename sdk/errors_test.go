@@ -12,7 +12,7 @@ import (
 
 func TestErrorsSurviveTheWire(t *testing.T) {
 	t.Parallel()
-	for _, sentinel := range []error{ErrInvalidArgument, ErrUnavailable, ErrRejected, ErrNotConfigured, context.DeadlineExceeded, context.Canceled} {
+	for _, sentinel := range []error{ErrInvalidArgument, ErrUnavailable, ErrRejected, ErrNotConfigured, ErrUnsupported, context.DeadlineExceeded, context.Canceled} {
 		t.Run(sentinel.Error(), func(t *testing.T) {
 			t.Parallel()
 			sent := fmt.Errorf("smtp rcpt_to: 550 no such user: %w", sentinel)
@@ -34,7 +34,7 @@ func TestUnknownErrorsAreInternal(t *testing.T) {
 		t.Errorf("code = %s, want Internal", st.Code())
 	}
 	got := fromStatus(status.Error(codes.Internal, "boom"))
-	for _, s := range []error{ErrInvalidArgument, ErrUnavailable, ErrRejected, ErrNotConfigured} {
+	for _, s := range []error{ErrInvalidArgument, ErrUnavailable, ErrRejected, ErrNotConfigured, ErrUnsupported} {
 		if errors.Is(got, s) {
 			t.Errorf("an internal error matches %v", s)
 		}
@@ -51,5 +51,15 @@ func TestConversionIsNilSafe(t *testing.T) {
 	}
 	if _, err := sendFromProto(sendToProto(&SendMessageRequest{Recipient: "a@example.com"})); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("a message without content = %v, want ErrInvalidArgument", err)
+	}
+}
+
+// A plugin in another language that leaves a capability out answers gRPC
+// Unimplemented (its generated base does): the host sees ErrUnsupported.
+func TestUnimplementedIsUnsupported(t *testing.T) {
+	t.Parallel()
+	err := fromStatus(status.Error(codes.Unimplemented, "method Render not implemented"))
+	if !errors.Is(err, ErrUnsupported) || err.Error() != "method Render not implemented" {
+		t.Errorf("Unimplemented became %v, want ErrUnsupported with the plugin's message", err)
 	}
 }

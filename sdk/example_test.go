@@ -10,14 +10,15 @@ import (
 )
 
 // A plugin's main is one call: Serve runs the implementation until the host
-// ends the process. Here a Fake stands in for a real implementation.
+// ends the process. Here a Fake stands in for a real implementation; options
+// such as WithLogger tune the server.
 func ExampleServe() {
 	impl := &sdktest.Fake{
 		IssuePasswordF: func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error) {
 			return &sdk.IssuePasswordResponse{Password: "from-a-real-generator"}, nil
 		},
 	}
-	sdk.Serve(impl, hclog.Default())
+	sdk.Serve(impl, sdk.WithLogger(hclog.Default()))
 }
 
 // A host launches the plugin binary and uses it as a Gateway.

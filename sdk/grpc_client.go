@@ -6,8 +6,9 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/pb"
 )
 
-// grpcClient adapts the generated gRPC client to Gateway. The caller's ctx
-// crosses the wire, so its deadline bounds the plugin's work too.
+// grpcClient adapts the generated gRPC client to Remote. The caller's ctx
+// crosses the wire, so its deadline bounds the plugin's work too; a
+// capability the plugin lacks comes back as ErrUnsupported (fromStatus).
 type grpcClient struct {
 	c pb.GatewayClient
 }

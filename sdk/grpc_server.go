@@ -2,11 +2,14 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk/pb"
 )
 
-// grpcServer adapts a Gateway to the generated gRPC service.
+// grpcServer adapts a Gateway to the generated gRPC service. A capability
+// impl does not implement is answered Unimplemented, as the generated
+// service answers a method a plugin in another language leaves out.
 type grpcServer struct {
 	pb.UnimplementedGatewayServer
 	impl Gateway
@@ -49,11 +52,15 @@ func (s *grpcServer) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.Healt
 }
 
 func (s *grpcServer) Render(ctx context.Context, r *pb.RenderRequest) (*pb.RenderResponse, error) {
+	impl, ok := s.impl.(Renderer)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("Render: %w", ErrUnsupported))
+	}
 	p, err := passwordFromProto(r.GetPassword())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp, err := s.impl.Render(ctx, &RenderRequest{Recipient: r.GetRecipient(), Password: p})
+	resp, err := impl.Render(ctx, &RenderRequest{Recipient: r.GetRecipient(), Password: p})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -61,7 +68,11 @@ func (s *grpcServer) Render(ctx context.Context, r *pb.RenderRequest) (*pb.Rende
 }
 
 func (s *grpcServer) Probe(ctx context.Context, r *pb.ProbeRequest) (*pb.ProbeResponse, error) {
-	resp, err := s.impl.Probe(ctx, &ProbeRequest{Recipient: r.GetRecipient()})
+	impl, ok := s.impl.(Prober)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("Probe: %w", ErrUnsupported))
+	}
+	resp, err := impl.Probe(ctx, &ProbeRequest{Recipient: r.GetRecipient()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

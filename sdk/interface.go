@@ -3,14 +3,22 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
 )
 
-// Gateway is what an email gateway plugin implements. Each method takes a
-// request struct and returns a response struct so fields can be added later
-// without breaking plugin authors.
+// Gateway is the core of the contract, what every channel implements (an
+// email plugin, and one day an SMS or chat plugin): configure, issue a
+// password, send a message, report health. Each method takes a request
+// struct and returns a response struct so fields can be added later without
+// breaking plugin authors.
+//
+// What only some channels can do is an optional capability, an interface of
+// its own (Renderer, Prober) that a plugin implements or not; the host
+// discovers it by calling, and a plugin without it answers ErrUnsupported
+// (gRPC Unimplemented on the wire).
 type Gateway interface {
 	// Configure validates and applies the plugin's config section. A plugin
 	// that refuses a config keeps the one it had.
@@ -21,11 +29,57 @@ type Gateway interface {
 	SendMessage(ctx context.Context, req *SendMessageRequest) (*SendMessageResponse, error)
 	// Health reports whether the plugin can work.
 	Health(ctx context.Context, req *HealthRequest) (*HealthResponse, error)
-	// Render renders a password mail without sending it, for previews.
+}
+
+// Renderer is the optional capability to render a password mail without
+// sending it. The host uses it for `gateway template preview` and, before
+// a reset changes an identity, as a check that the mail can be built; with
+// a plugin that lacks it the host skips that check (see package recovery).
+type Renderer interface {
 	Render(ctx context.Context, req *RenderRequest) (*RenderResponse, error)
-	// Probe sends a test mail and reports each SMTP stage; an SMTP failure
-	// is reported in the response, not as an error.
+}
+
+// Prober is the optional capability to send a test mail and report each
+// SMTP stage (`gateway smtp test`); an SMTP failure is reported in the
+// response, not as an error.
+type Prober interface {
 	Probe(ctx context.Context, req *ProbeRequest) (*ProbeResponse, error)
+}
+
+// Remote is a plugin as a host holds it (Launch, sdktest.Connect, AsRemote):
+// the core and every capability. A capability the plugin does not offer
+// answers an error matching ErrUnsupported.
+type Remote interface {
+	Gateway
+	Renderer
+	Prober
+}
+
+// AsRemote gives an in-process gw the shape a host holds: gw itself when it
+// has every capability, otherwise a view whose missing capabilities answer
+// ErrUnsupported, as they do across the wire.
+func AsRemote(gw Gateway) Remote {
+	if r, ok := gw.(Remote); ok {
+		return r
+	}
+	return partial{gw}
+}
+
+// partial is a Gateway that lacks a capability.
+type partial struct{ Gateway }
+
+func (p partial) Render(ctx context.Context, req *RenderRequest) (*RenderResponse, error) {
+	if c, ok := p.Gateway.(Renderer); ok {
+		return c.Render(ctx, req)
+	}
+	return nil, fmt.Errorf("Render: %w", ErrUnsupported)
+}
+
+func (p partial) Probe(ctx context.Context, req *ProbeRequest) (*ProbeResponse, error) {
+	if c, ok := p.Gateway.(Prober); ok {
+		return c.Probe(ctx, req)
+	}
+	return nil, fmt.Errorf("Probe: %w", ErrUnsupported)
 }
 
 // ConfigureRequest carries the plugin's config section as a JSON object.

@@ -127,18 +127,19 @@ func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result
 // goes to the plugin unchanged. The time a courier message spends in the
 // plugin is recorded where the call is made (recovery.Spent).
 type ObservedGateway struct {
-	sdk.Gateway
+	sdk.Remote
 	m *Metrics
 }
 
-// Observe wraps gw.
+// Observe wraps gw; the capabilities gw lacks answer sdk.ErrUnsupported
+// (sdk.AsRemote).
 func (m *Metrics) Observe(gw sdk.Gateway) *ObservedGateway {
-	return &ObservedGateway{Gateway: gw, m: m}
+	return &ObservedGateway{Remote: sdk.AsRemote(gw), m: m}
 }
 
 // SendMessage forwards and records the delivery's stages.
 func (o *ObservedGateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
-	resp, err := o.Gateway.SendMessage(ctx, req)
+	resp, err := o.Remote.SendMessage(ctx, req)
 	if err == nil {
 		for _, s := range resp.Trace {
 			o.m.smtpStage.WithLabelValues(s.Stage).Observe(s.Duration.Seconds())

@@ -21,7 +21,7 @@ var ErrClosed = errors.New("plugin host closed")
 // call failed is hung; a live plugin answers Health in microseconds.
 const probeTimeout = time.Second
 
-// Host is an sdk.Gateway backed by a supervised plugin process. Calls go to
+// Host is an sdk.Remote backed by a supervised plugin process. Calls go to
 // the current process; a process found dead is replaced, and configured with
 // the last config it accepted, before the call is made.
 type Host struct {
@@ -112,7 +112,8 @@ func (h *Host) Health(ctx context.Context, req *sdk.HealthRequest) (*sdk.HealthR
 	return gw.Health(ctx, req)
 }
 
-// Render forwards to the plugin.
+// Render forwards to the plugin; a plugin without the capability answers
+// sdk.ErrUnsupported.
 func (h *Host) Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error) {
 	gw, err := h.current(ctx)
 	if err != nil {
@@ -123,7 +124,8 @@ func (h *Host) Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderR
 	return resp, err
 }
 
-// Probe forwards to the plugin.
+// Probe forwards to the plugin; a plugin without the capability answers
+// sdk.ErrUnsupported.
 func (h *Host) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
 	gw, err := h.current(ctx)
 	if err != nil {
@@ -138,7 +140,7 @@ func (h *Host) Probe(ctx context.Context, req *sdk.ProbeRequest) (*sdk.ProbeResp
 // reach the plugin, a live plugin still answers a quick health check; one
 // that does not is killed, so the next call relaunches it. Without this a
 // stopped or deadlocked process would keep failing every message.
-func (h *Host) afterCall(gw sdk.Gateway, err error) {
+func (h *Host) afterCall(gw sdk.Remote, err error) {
 	if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sdk.ErrUnavailable)) {
 		return
 	}
@@ -149,7 +151,7 @@ func (h *Host) afterCall(gw sdk.Gateway, err error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.proc != nil && sdk.Gateway(h.proc) == gw && !h.proc.Exited() {
+	if h.proc != nil && sdk.Remote(h.proc) == gw && !h.proc.Exited() {
 		h.log.Error("plugin does not answer a health check; killing it so the next call relaunches it", "pid", h.proc.Pid())
 		h.proc.Terminate()
 	}
@@ -186,7 +188,7 @@ func (h *Host) Close() {
 
 // current returns a live, configured plugin, relaunching a dead one. The lock
 // is held across the relaunch so concurrent callers start one process, not many.
-func (h *Host) current(ctx context.Context) (sdk.Gateway, error) {
+func (h *Host) current(ctx context.Context) (sdk.Remote, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {

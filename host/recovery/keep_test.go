@@ -419,6 +419,28 @@ func TestRenderFailureChangesNothing(t *testing.T) {
 	}
 }
 
+// A plugin without the Render capability still resets: the check is
+// skipped (said once in the log), the mail goes out and nothing else
+// changes in the reset.
+func TestResetWithAPluginThatCannotRender(t *testing.T) {
+	t.Parallel()
+	f := newFixture(nil)
+	f.svc.mail.(*sdktest.Fake).RenderF = nil // answers sdk.ErrUnsupported
+	for _, key := range []string{"k1", "k2"} {
+		f.calls = nil
+		out, err := f.reset(context.Background(), alice(key), keepPolicy)
+		if err != nil || out != OutcomeSent {
+			t.Fatalf("Reset = %q, %v; want sent without the rendering check", out, err)
+		}
+		if diff := cmp.Diff([]string{"get", "issue", "set", "send", "patch"}, f.calls); diff != "" {
+			t.Errorf("calls (-want +got):\n%s", diff)
+		}
+	}
+	if n := strings.Count(f.logs.String(), "does not offer Render"); n != 1 {
+		t.Errorf("the skipped check is logged %d times, want once:\n%s", n, f.logs.String())
+	}
+}
+
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
 	const newKey = "fedcba9876543210fedcba9876543210-new"

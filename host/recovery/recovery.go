@@ -100,7 +100,9 @@ type Identities interface {
 	RevokeSessions(ctx context.Context, id string) error
 }
 
-// Mailer is what the service needs from the plugin.
+// Mailer is what the service needs from the plugin. Render is an optional
+// capability of a plugin (sdk.Renderer): a plugin without it answers
+// sdk.ErrUnsupported, and Reset then skips the check it is used for.
 type Mailer interface {
 	IssuePassword(ctx context.Context, req *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error)
 	Render(ctx context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error)
@@ -160,6 +162,8 @@ type Service struct {
 	now   func() time.Time
 	log   *slog.Logger
 	locks keyedLocks
+	// noRender logs once that the plugin cannot render, see reset.
+	noRender sync.Once
 	// marks tracks the mailed_at marks still being written, see Reset.
 	marks sync.WaitGroup
 }
@@ -300,9 +304,22 @@ func (s *Service) reset(ctx context.Context, req Request, pol Policy, log *slog.
 		return Result{}, false, nil, err
 	}
 	// A mail that cannot be built must change nothing: render it first.
-	if _, err := timed(ctx, 0, &spent.Plugin, func(ctx context.Context) (*sdk.RenderResponse, error) {
+	// A plugin without the Render capability cannot be asked, and the
+	// check is skipped: a mail it cannot build then fails at the send,
+	// after the identity changed, like a mail the SMTP server refuses. That
+	// stays safe: a self-service reset keeps the current password working
+	// until the temporary one is used, and Kratos retries; an admin reset
+	// has replaced the password and reports the failure to the admin, whose
+	// rerun mails a working one.
+	_, err = timed(ctx, 0, &spent.Plugin, func(ctx context.Context) (*sdk.RenderResponse, error) {
 		return s.mail.Render(ctx, &sdk.RenderRequest{Recipient: recipient, Password: msg})
-	}); err != nil {
+	})
+	switch {
+	case errors.Is(err, sdk.ErrUnsupported):
+		s.noRender.Do(func() {
+			s.log.Warn("the plugin does not offer Render: resets skip the check that the mail can be built before they change the identity")
+		})
+	case err != nil:
 		return Result{}, false, nil, fmt.Errorf("render temporary password mail (nothing changed): %w", err)
 	}
 

@@ -2,12 +2,16 @@ package sdktest
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
-// Fake is a Gateway whose methods call the matching function field; a nil
-// field answers with a zero response, so a test sets only what it cares about.
+// Fake is a plugin whose methods call the matching function field, for host
+// tests that need no subprocess. A nil core field answers with a zero
+// response, so a test sets only what it cares about; a nil capability field
+// (RenderF, ProbeF) answers sdk.ErrUnsupported, as a plugin without that
+// capability does.
 type Fake struct {
 	ConfigureF     func(context.Context, *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error)
 	IssuePasswordF func(context.Context, *sdk.IssuePasswordRequest) (*sdk.IssuePasswordResponse, error)
@@ -17,7 +21,7 @@ type Fake struct {
 	ProbeF         func(context.Context, *sdk.ProbeRequest) (*sdk.ProbeResponse, error)
 }
 
-var _ sdk.Gateway = (*Fake)(nil)
+var _ sdk.Remote = (*Fake)(nil)
 
 func (f *Fake) Configure(ctx context.Context, r *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
 	if f.ConfigureF == nil {
@@ -49,14 +53,14 @@ func (f *Fake) Health(ctx context.Context, r *sdk.HealthRequest) (*sdk.HealthRes
 
 func (f *Fake) Render(ctx context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
 	if f.RenderF == nil {
-		return &sdk.RenderResponse{}, nil
+		return nil, fmt.Errorf("Render: %w", sdk.ErrUnsupported)
 	}
 	return f.RenderF(ctx, r)
 }
 
 func (f *Fake) Probe(ctx context.Context, r *sdk.ProbeRequest) (*sdk.ProbeResponse, error) {
 	if f.ProbeF == nil {
-		return &sdk.ProbeResponse{}, nil
+		return nil, fmt.Errorf("Probe: %w", sdk.ErrUnsupported)
 	}
 	return f.ProbeF(ctx, r)
 }

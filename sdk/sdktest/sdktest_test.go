@@ -78,6 +78,51 @@ func TestRunPassesAPluginThatKeepsTheContract(t *testing.T) {
 	})
 }
 
+// A plugin of the core alone keeps the contract: Run finds that it lacks
+// Render and Probe and checks that it says so. Both ways of lacking them
+// are covered: a Go type without the methods (the gRPC server answers
+// Unimplemented) and a Fake whose capability fields are nil.
+func TestRunPassesAPluginOfTheCoreAlone(t *testing.T) {
+	for name, core := range map[string]func(*[]string) sdk.Gateway{
+		"a type without the methods": func(sent *[]string) sdk.Gateway { return coreOnly{memoryPlugin(sent)} },
+		"a Fake without them": func(sent *[]string) sdk.Gateway {
+			f := memoryPlugin(sent)
+			f.RenderF, f.ProbeF = nil, nil
+			return f
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var sent []string
+			Run(t, core(&sent), Options{
+				Config:        json.RawMessage(`{"ok": true}`),
+				InvalidConfig: json.RawMessage(`{"ok": false}`),
+				Recipient:     "alice@example.com",
+			})
+		})
+	}
+}
+
+// coreOnly hides every method of its plugin but the core.
+type coreOnly struct{ sdk.Gateway }
+
+func TestCapabilitiesAPluginLacksAreUnsupported(t *testing.T) {
+	t.Parallel()
+	var sent []string
+	gw := Connect(t, coreOnly{memoryPlugin(&sent)})
+	ctx := context.Background()
+	if _, err := gw.Render(ctx, &sdk.RenderRequest{}); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Errorf("Render = %v, want sdk.ErrUnsupported", err)
+	}
+	if _, err := gw.Probe(ctx, &sdk.ProbeRequest{}); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Errorf("Probe = %v, want sdk.ErrUnsupported", err)
+	}
+	// The core still works.
+	if _, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "a@example.com", Rendered: &sdk.RenderedMessage{Subject: "s"}}); err != nil {
+		t.Errorf("SendMessage: %v", err)
+	}
+}
+
+// Nil core fields answer zero values.
 func TestFakeDefaultsAnswerZeroValues(t *testing.T) {
 	t.Parallel()
 	gw := Connect(t, &Fake{})
@@ -90,6 +135,14 @@ func TestFakeDefaultsAnswerZeroValues(t *testing.T) {
 	}
 	if h, err := gw.Health(ctx, &sdk.HealthRequest{}); err != nil || h.Configured {
 		t.Errorf("Health = %+v, %v", h, err)
+	}
+	// Without their fields, the capabilities are not offered.
+	msg := &sdk.PasswordMessage{Password: "p", ExpiresAt: time.Now().Add(time.Hour)}
+	if r, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: "a@example.com", Password: msg}); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Errorf("Render = %+v, %v; want sdk.ErrUnsupported", r, err)
+	}
+	if r, err := gw.Probe(ctx, &sdk.ProbeRequest{}); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Errorf("Probe = %+v, %v; want sdk.ErrUnsupported", r, err)
 	}
 }
 

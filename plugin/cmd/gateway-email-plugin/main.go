@@ -13,5 +13,5 @@ import (
 
 func main() {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway-email-plugin", Output: os.Stderr, JSONFormat: true})
-	sdk.Serve(plugin.New(), logger)
+	sdk.Serve(plugin.New(), sdk.WithLogger(logger))
 }
