@@ -1,7 +1,27 @@
-// Package smtpsend sends one mail at a time through the SMTP server the
-// operator configured, over implicit TLS, STARTTLS, legacy TLS or plaintext,
-// with go-mail. Every failure is a *StageError that names the SMTP stage that
-// failed and matches the sdk sentinel telling the caller whether to retry.
+// Package smtpsend delivers mail, one message to one recipient per SMTP
+// transaction, through the SMTP server the operator configured, over
+// implicit TLS, STARTTLS, legacy TLS or plaintext, with go-mail.
+//
+// Without options every mail gets a fresh connection (connect, TLS, EHLO,
+// AUTH, the transaction, QUIT). With WithPool (pool.go) a Sender keeps up to
+// size authenticated connections open and reuses the most recently used
+// one, so a mail costs only its transaction. At most size sends run at
+// once; a connection idle for longer than the pool's idle time is closed
+// the next time the pool is used; one idle for checkAfter (2 s) or more is
+// checked with NOOP before reuse (with PIPELINING, by the RSET below). A
+// mail whose reused connection turned out dead before the server could have
+// it is sent again once on a fresh connection; a failure after the body's
+// final dot is never resent here, since the server may have the mail.
+//
+// When the server offers PIPELINING (RFC 2920), the envelope goes out in
+// one write (pipeline.go): RSET (on a reused connection, where it doubles
+// as the liveness check), MAIL FROM, RCPT TO and DATA, and the body only
+// after every reply of the group was positive; that saves two round trips
+// per mail. Servers without the extension get one command at a time.
+//
+// Every delivery is traced stage by stage in sdk.SMTPStep (trace.go), and
+// every failure is a *StageError that names the SMTP stage that failed and
+// matches the sdk sentinel telling the caller whether to retry.
 package smtpsend
 
 import (
