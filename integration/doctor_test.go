@@ -85,12 +85,7 @@ func TestDoctorNamesTheBrokenStage(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k, stop, err := env.startKratosEdited(fmt.Sprintf("kratos-miswired-%d", i), "bcrypt", "http://"+env.hostAddr, tt.edit, tt.env...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(stop)
-			useKratos(t, k)
+			k := ownKratos(t, fmt.Sprintf("kratos-miswired-%d", i), tt.edit, tt.env...)
 			h := startHost(t, hostOptions{enabled: true, kratos: &k})
 			code, out := runGateway(t, "doctor", "--config", h.configPath)
 			if code == 0 {
@@ -111,12 +106,7 @@ func TestDoctorNamesTheBrokenStage(t *testing.T) {
 // unverified, readiness says why, and a recovery leaves the user's password
 // working and delivers Kratos's own code.
 func TestServeWithoutMigrateHookLeavesRecoveryToKratos(t *testing.T) {
-	k, stop, err := env.startKratos("kratos-no-migrate-hook", "bcrypt", "SELFSERVICE_METHODS_PASSWORD_CONFIG_MIGRATE_HOOK_ENABLED=false")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	useKratos(t, k)
+	k := ownKratos(t, "kratos-no-migrate-hook", nil, "SELFSERVICE_METHODS_PASSWORD_CONFIG_MIGRATE_HOOK_ENABLED=false")
 	h := startHost(t, hostOptions{enabled: true, kratos: &k})
 	var ready map[string]any
 	if status := call(t, "GET", "http://"+env.hostAddr+"/health/ready", nil, nil, &ready); status != http.StatusOK ||

@@ -138,12 +138,7 @@ func TestKeepCurrentFalseIsIgnoredWithAWarning(t *testing.T) {
 // Kratos configured with its argon2 hasher: the current argon2id hash is
 // sealed and checked by the gateway.
 func TestKeepCurrentWithArgon2Hasher(t *testing.T) {
-	k, stop, err := env.startKratos("kratos-argon2", "argon2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	useKratos(t, k)
+	k := ownKratos(t, "kratos-argon2", nil, "HASHERS_ALGORITHM=argon2")
 	startHost(t, hostOptions{enabled: true, kratos: &k})
 
 	for _, use := range []string{"current", "temporary"} {

@@ -156,12 +156,7 @@ func startKratosElsewhere(t *testing.T, name, config string, extraEnv ...string)
 // can put it in the password mail. The code is a secret like the password:
 // the run-wide scan looks for it too.
 func TestKratosCodeInPasswordMail(t *testing.T) {
-	k, stop, err := env.startKratos("kratos-code-in-mail", "bcrypt", "FEATURE_FLAGS_USE_CONTINUE_WITH_TRANSITIONS=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	useKratos(t, k)
+	k := ownKratos(t, "kratos-code-in-mail", nil, "FEATURE_FLAGS_USE_CONTINUE_WITH_TRANSITIONS=true")
 	cfg := gatewayConfig(hostOptions{enabled: true, kratos: &k}) + `template:
   text: |
     Here is a temporary password for it: {{.Password}}
@@ -237,12 +232,7 @@ func TestKratosCodeInPasswordMail(t *testing.T) {
 // The same for the link method: {{.RecoveryURL}} is the link of Kratos's
 // message, and the link logs the user in and opens Kratos's settings flow.
 func TestKratosLinkInPasswordMail(t *testing.T) {
-	k, stop, err := env.startKratos("kratos-link-in-mail", "bcrypt", "SELFSERVICE_FLOWS_RECOVERY_USE=link")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	useKratos(t, k)
+	k := ownKratos(t, "kratos-link-in-mail", nil, "SELFSERVICE_FLOWS_RECOVERY_USE=link")
 	cfg := gatewayConfig(hostOptions{enabled: true, kratos: &k}) + `template:
   text: |
     Here is a temporary password for it: {{.Password}}

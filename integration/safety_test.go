@@ -187,12 +187,7 @@ func TestPasswordSetByAdminPutWhilePending(t *testing.T) {
 
 // The same with Kratos's own recovery, while the gateway is switched off.
 func TestPasswordChangedThroughKratosRecoveryWhileDisabled(t *testing.T) {
-	k, stop, err := env.startKratos("kratos-continue-with", "bcrypt", "FEATURE_FLAGS_USE_CONTINUE_WITH_TRANSITIONS=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	useKratos(t, k)
+	k := ownKratos(t, "kratos-continue-with", nil, "FEATURE_FLAGS_USE_CONTINUE_WITH_TRANSITIONS=true")
 	h := startHost(t, hostOptions{enabled: true, kratos: &k})
 	email := uniqueEmail(t)
 	createIdentity(t, email, oldPassword)

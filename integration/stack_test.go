@@ -253,6 +253,20 @@ func (s *stack) startKratosEdited(name, hasher, gatewayURL string, edit func(kra
 	return k, stop, nil
 }
 
+// ownKratos starts a Kratos of the test's own, wired to the gateway's
+// address (kratos.yml passed through edit when not nil), stops it when the
+// test ends, and points the helpers at it.
+func ownKratos(t *testing.T, name string, edit func(kratosYML string) string, extraEnv ...string) kratosServer {
+	t.Helper()
+	k, stop, err := env.startKratosEdited(name, "bcrypt", "http://"+env.hostAddr, edit, extraEnv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	useKratos(t, k)
+	return k
+}
+
 // nativeSMTPEnv switches a Kratos started by startKratos to its own SMTP
 // courier, sending as env.smtpUser over implicit TLS to 127.0.0.1:port.
 func nativeSMTPEnv(port int) []string {
