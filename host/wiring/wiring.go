@@ -316,15 +316,24 @@ func (r *run) createCanary(ctx context.Context, schemaID string, schema json.Raw
 		case errors.Is(err, kratosadmin.ErrNotFound):
 		case err != nil:
 			return err
-		case now.Sub(old.CreatedAt) < staleAfter:
-			continue // another run's canary, in use right now
 		default:
+			// Only the gateway writes the marker: self-service cannot set
+			// metadata_admin. An unmarked identity on a canary address was
+			// registered by someone else to hold the slot, and .invalid
+			// takes no mail, so it is nobody's account: it goes at once.
 			_, ours := old.MetadataAdmin[markerKey]
-			if err := c.Admin.DeleteIdentity(ctx, old.ID); err != nil {
-				return fmt.Errorf("remove the canary %s left behind by an earlier run: %w", old.ID, err)
+			if ours && now.Sub(old.CreatedAt) < staleAfter {
+				continue // another run's canary, in use right now
 			}
-			c.Log.Warn("wiring check: removed a canary identity an earlier run left behind", "canary_identity_id", old.ID,
-				"created_at", old.CreatedAt.Format(time.RFC3339), "marked_by_gateway", ours)
+			if err := c.Admin.DeleteIdentity(ctx, old.ID); err != nil {
+				return fmt.Errorf("remove the identity %s on the canary address %s: %w", old.ID, addr, err)
+			}
+			why := "left behind by an earlier run"
+			if !ours {
+				why = "not created by the gateway"
+			}
+			c.Log.Warn("wiring check: removed an identity on a canary address", "canary_identity_id", old.ID,
+				"created_at", old.CreatedAt.Format(time.RFC3339), "reason", why)
 		}
 		traits, err := canaryTraits(schema, addr)
 		if err != nil {

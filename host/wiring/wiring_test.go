@@ -179,8 +179,11 @@ func TestStagesFailByName(t *testing.T) {
 func TestCanarySlots(t *testing.T) {
 	t.Parallel()
 	stale := &kratosadmin.Identity{ID: "left-behind", CreatedAt: time.Now().Add(-10 * time.Minute), MetadataAdmin: map[string]any{markerKey: map[string]any{}}}
-	busy := &kratosadmin.Identity{ID: "in-use", CreatedAt: time.Now()}
-	a := &admin{byAddr: map[string]*kratosadmin.Identity{canaryAddress(0): stale, canaryAddress(1): busy}}
+	busy := &kratosadmin.Identity{ID: "in-use", CreatedAt: time.Now(), MetadataAdmin: map[string]any{markerKey: map[string]any{}}}
+	// Registered through self-service a moment ago to hold a slot: it has
+	// no marker (self-service cannot write metadata_admin).
+	squatter := &kratosadmin.Identity{ID: "squatter", CreatedAt: time.Now()}
+	a := &admin{byAddr: map[string]*kratosadmin.Identity{canaryAddress(0): stale, canaryAddress(1): busy, canaryAddress(2): squatter}}
 	var logs bytes.Buffer
 	r := &run{c: checker(t, a, "", &logs)}
 	if err := r.createCanary(context.Background(), "default", json.RawMessage(schemaOK)); err != nil {
@@ -196,8 +199,11 @@ func TestCanarySlots(t *testing.T) {
 	if err := r2.createCanary(context.Background(), "default", json.RawMessage(schemaOK)); err != nil {
 		t.Fatal(err)
 	}
-	if r2.addr != canaryAddress(2) {
-		t.Errorf("second run took %s, want slot 2: slots 0 and 1 are in use", r2.addr)
+	if r2.addr != canaryAddress(2) || len(a.deleted) != 2 || a.deleted[1] != "squatter" {
+		t.Errorf("second run took %s, deleted %v; want slot 2 after removing the unmarked squatter (slots 0 and 1 are in use)", r2.addr, a.deleted)
+	}
+	if !strings.Contains(logs.String(), `"reason":"not created by the gateway"`) {
+		t.Errorf("the squatter's removal does not say why:\n%s", logs.String())
 	}
 	if _, ok := a.byAddr[canaryAddress(1)]; !ok {
 		t.Errorf("a canary in use was deleted")
