@@ -1,6 +1,11 @@
 package smtpsend
 
 import (
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -40,7 +45,32 @@ type Config struct {
 	Security string `koanf:"security"`
 	// CAFile is an optional PEM bundle trusted in addition to the system roots.
 	CAFile string `koanf:"ca_file"`
+	// DKIM, when set, signs every mail.
+	DKIM DKIMConfig `koanf:"dkim"`
 }
+
+// DKIMConfig is the smtp.dkim section: all three keys or none. The signing
+// algorithm follows the key: rsa-sha256 for an RSA key of 1024 bits or more,
+// ed25519-sha256 for an Ed25519 key. The key file is read whenever the
+// config is (New, Validate, so at every reload); it is a secret: no error
+// or log line carries its content.
+type DKIMConfig struct {
+	// Domain is the signing domain (d=), whose DNS holds the public key.
+	Domain string `koanf:"domain"`
+	// Selector names the key's DNS record: <selector>._domainkey.<domain>.
+	Selector string `koanf:"selector"`
+	// PrivateKeyFile is a PEM file holding an unencrypted PKCS#1
+	// ("RSA PRIVATE KEY") or PKCS#8 ("PRIVATE KEY") private key.
+	PrivateKeyFile string `koanf:"private_key_file"`
+}
+
+// enabled reports whether any DKIM key is set; check then insists on all three.
+func (d DKIMConfig) enabled() bool {
+	return d.Domain != "" || d.Selector != "" || d.PrivateKeyFile != ""
+}
+
+// minRSABits is the smallest RSA key DKIM verifiers accept (RFC 8301).
+const minRSABits = 1024
 
 // withDefaults fills the keys an operator may leave out. The port follows the
 // security mode because a mismatched pair (STARTTLS on 465) never works.
@@ -67,7 +97,7 @@ func (c Config) withDefaults() Config {
 // Validate returns every problem of the config, each naming its key as
 // smtp.<key> and matching sdk.ErrInvalidArgument. It reads ca_file.
 func (c Config) Validate() []error {
-	errs, _ := c.withDefaults().check()
+	errs, _, _ := c.withDefaults().check()
 	return errs
 }
 
@@ -85,6 +115,13 @@ func (c Config) Warnings() []string {
 			"travels unencrypted; use it only for a relay on this machine")
 		if c.CAFile != "" {
 			warns = append(warns, "smtp.ca_file is ignored because smtp.security is none")
+		}
+	}
+	if d := strings.ToLower(strings.TrimSuffix(c.DKIM.Domain, ".")); d != "" {
+		_, from, _ := strings.Cut(strings.ToLower(c.EmailAddress), "@")
+		if from != "" && from != d && !strings.HasSuffix(from, "."+d) {
+			warns = append(warns, fmt.Sprintf("smtp.dkim.domain %q is not the domain of smtp.email_address (%q) nor a parent of it: "+
+				"the signature verifies, but DMARC does not count it as aligned", c.DKIM.Domain, from))
 		}
 	}
 	return warns
@@ -107,8 +144,9 @@ func invalid(key, format string, args ...any) error {
 }
 
 // check validates a config that already has its defaults and returns the
-// certificates of ca_file, so that New reads that file only once.
-func (c Config) check() ([]error, []*x509.Certificate) {
+// certificates of ca_file and the DKIM key (nil without smtp.dkim), so that
+// New reads those files only once.
+func (c Config) check() ([]error, []*x509.Certificate, crypto.Signer) {
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -147,7 +185,106 @@ func (c Config) check() ([]error, []*x509.Certificate) {
 		certs, err = loadCAFile(c.CAFile)
 		add(err)
 	}
-	return errs, certs
+	var dkimKey crypto.Signer
+	if c.DKIM.enabled() {
+		var dkimErrs []error
+		dkimKey, dkimErrs = c.DKIM.check()
+		errs = append(errs, dkimErrs...)
+	}
+	return errs, certs, dkimKey
+}
+
+// check validates a DKIM section with at least one key set and loads its key.
+func (d DKIMConfig) check() (crypto.Signer, []error) {
+	var errs []error
+	if err := checkDNSLabelish("smtp.dkim.domain", d.Domain, "the signing domain (d=), like example.com"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDNSLabelish("smtp.dkim.selector", d.Selector, "the selector (s=) whose TXT record <selector>._domainkey.<domain> holds the public key"); err != nil {
+		errs = append(errs, err)
+	}
+	if d.PrivateKeyFile == "" {
+		errs = append(errs, invalid("smtp.dkim.private_key_file", "must be set, with smtp.dkim.domain and smtp.dkim.selector, "+
+			"to a PEM file holding the RSA or Ed25519 private key; leave all three out to send unsigned mail"))
+		return nil, errs
+	}
+	key, err := loadDKIMKey(d.PrivateKeyFile)
+	if err != nil {
+		return nil, append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return key, nil
+}
+
+// checkDNSLabelish accepts a DKIM domain or selector: dot-separated names of
+// letters, digits, '-' and '_'. Anything else (a ';', a space, a line break)
+// would corrupt the DKIM-Signature header's tag list.
+func checkDNSLabelish(key, v, what string) error {
+	if v == "" {
+		return invalid(key, "must be set to %s; smtp.dkim needs domain, selector and private_key_file, or none of them", what)
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(v, "."), ".") {
+		if label == "" || strings.ContainsFunc(label, func(r rune) bool {
+			return !(r == '-' || r == '_' || r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)))
+		}) {
+			return invalid(key, "%q is not a DNS name: use ASCII letters, digits, '-' and '_' in dot-separated labels "+
+				"(an internationalized domain in its xn-- form)", v)
+		}
+	}
+	return nil
+}
+
+// loadDKIMKey reads and checks the DKIM private key. Its errors name the file
+// and the problem, never anything read from it.
+func loadDKIMKey(path string) (crypto.Signer, error) {
+	const key = "smtp.dkim.private_key_file"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalid(key, "cannot read the DKIM private key: %v", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, invalid(key, "%s: not a PEM private key: give the key in PEM form, "+
+			"PKCS#1 (BEGIN RSA PRIVATE KEY) or PKCS#8 (BEGIN PRIVATE KEY)", path)
+	}
+	var parsed any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		parsed, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		parsed, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		parsed = &ecdsa.PrivateKey{}
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, invalid(key, "%s: the private key is encrypted: give it unencrypted "+
+			"(e.g. openssl pkey -in encrypted.pem -out key.pem) and protect the file instead", path)
+	default:
+		return nil, invalid(key, "%s: not a PEM private key: the first PEM block is %q; "+
+			"give the key in PKCS#1 (BEGIN RSA PRIVATE KEY) or PKCS#8 (BEGIN PRIVATE KEY) form", path, block.Type)
+	}
+	if err != nil {
+		// The parser's own message is left out: it is ASN.1 detail at best.
+		return nil, invalid(key, "%s: the PEM %q block does not parse as a private key", path, block.Type)
+	}
+	const algos = "DKIM signs with rsa-sha256 (an RSA key of 1024 bits or more, 2048 recommended) or ed25519-sha256 (an Ed25519 key)"
+	switch k := parsed.(type) {
+	case *rsa.PrivateKey:
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, invalid(key, "%s is a %d-bit RSA key: verifiers reject RSA keys under %d bits (RFC 8301); "+
+				"make a 2048-bit one", path, bits, minRSABits)
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	case *ecdsa.PrivateKey:
+		return nil, invalid(key, "%s is an ECDSA key: %s", path, algos)
+	case *ecdh.PrivateKey:
+		return nil, invalid(key, "%s is an X25519 key: %s", path, algos)
+	default:
+		return nil, invalid(key, "%s holds an unsupported key type: %s", path, algos)
+	}
 }
 
 func checkHost(host string) error {
