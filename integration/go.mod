@@ -7,6 +7,7 @@ replace github.com/kratos-email-gateway/kratos-email-gateway => ../
 require (
 	github.com/Shopify/toxiproxy/v2 v2.5.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/google/go-cmp v0.7.0
 	github.com/kratos-email-gateway/kratos-email-gateway v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.23.2
