@@ -127,6 +127,14 @@ func getIdentity(t *testing.T, id string) identity {
 // the point where Kratos queues the mail.
 func startRecovery(t *testing.T, email string) {
 	t.Helper()
+	submitRecovery(t, email, "code")
+}
+
+// submitRecovery runs Kratos's API recovery flow with method (code or link)
+// up to the point where Kratos queues the mail, and returns the flow's id
+// for a test that goes on with Kratos's own code or link.
+func submitRecovery(t *testing.T, email, method string) string {
+	t.Helper()
 	var flow struct {
 		ID string `json:"id"`
 	}
@@ -137,10 +145,11 @@ func startRecovery(t *testing.T, email string) {
 		State string `json:"state"`
 	}
 	status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
-		map[string]any{"method": "code", "email": email}, &submitted)
+		map[string]any{"method": method, "email": email}, &submitted)
 	if status != http.StatusOK || submitted.State != "sent_email" {
-		t.Fatalf("submit recovery flow for %s: HTTP %d, state %q", email, status, submitted.State)
+		t.Fatalf("submit recovery flow (%s) for %s: HTTP %d, state %q", method, email, status, submitted.State)
 	}
+	return flow.ID
 }
 
 // startVerification asks Kratos to send a verification code to email.

@@ -167,16 +167,7 @@ func TestKratosCodeInPasswordMail(t *testing.T) {
 
 	email := uniqueEmail(t)
 	id := createIdentity(t, email, oldPassword)
-	var flow struct {
-		ID string `json:"id"`
-	}
-	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
-		t.Fatalf("create recovery flow: HTTP %d", status)
-	}
-	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
-		map[string]any{"method": "code", "email": email}, nil); status != http.StatusOK {
-		t.Fatalf("submit recovery flow: HTTP %d", status)
-	}
+	flowID := submitRecovery(t, email, "code")
 	m := waitMails(t, email, 1)[0]
 	temp := temporaryPassword(t, m)
 	match := regexp.MustCompile(`enter this code on the recovery page: (\d{6})\b`).FindStringSubmatch(m.Text)
@@ -197,7 +188,7 @@ func TestKratosCodeInPasswordMail(t *testing.T) {
 			Token  string `json:"ory_session_token"`
 		} `json:"continue_with"`
 	}
-	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flowID, nil,
 		map[string]any{"method": "code", "code": code}, &done); status != http.StatusOK {
 		t.Fatalf("submit the mail's code to Kratos's recovery flow: HTTP %d", status)
 	}
@@ -243,16 +234,7 @@ func TestKratosLinkInPasswordMail(t *testing.T) {
 
 	email := uniqueEmail(t)
 	id := createIdentity(t, email, oldPassword)
-	var flow struct {
-		ID string `json:"id"`
-	}
-	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
-		t.Fatalf("create recovery flow: HTTP %d", status)
-	}
-	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
-		map[string]any{"method": "link", "email": email}, nil); status != http.StatusOK {
-		t.Fatalf("submit recovery flow: HTTP %d", status)
-	}
+	submitRecovery(t, email, "link")
 	m := waitMails(t, email, 1)[0]
 	temporaryPassword(t, m)
 	match := regexp.MustCompile(`Or open this link: (\S+)`).FindStringSubmatch(m.Text)

@@ -71,16 +71,7 @@ func assertUnchanged(t *testing.T, before identityState, id string) {
 // native apps need).
 func recoverWithKratosCode(t *testing.T, email string, mailsBefore int) string {
 	t.Helper()
-	var flow struct {
-		ID string `json:"id"`
-	}
-	if status := call(t, "GET", env.kratosPublic+"/self-service/recovery/api", nil, nil, &flow); status != http.StatusOK {
-		t.Fatalf("create recovery flow: HTTP %d", status)
-	}
-	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
-		map[string]any{"method": "code", "email": email}, nil); status != http.StatusOK {
-		t.Fatalf("submit recovery flow: HTTP %d", status)
-	}
+	flowID := submitRecovery(t, email, "code")
 	m := waitMails(t, email, mailsBefore+1)[0]
 	code := regexp.MustCompile(`\b(\d{6})\b`).FindStringSubmatch(m.Text)
 	if code == nil || tempPasswordRe.MatchString(m.Text) {
@@ -92,7 +83,7 @@ func recoverWithKratosCode(t *testing.T, email string, mailsBefore int) string {
 			Token  string `json:"ory_session_token"`
 		} `json:"continue_with"`
 	}
-	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flow.ID, nil,
+	if status := call(t, "POST", env.kratosPublic+"/self-service/recovery?flow="+flowID, nil,
 		map[string]any{"method": "code", "code": code[1]}, &done); status != http.StatusOK {
 		t.Fatalf("submit Kratos's recovery code: HTTP %d", status)
 	}
