@@ -44,6 +44,66 @@ func passwordFromProto(p *pb.PasswordMessage) (*PasswordMessage, error) {
 	}, nil
 }
 
+func noticeToProto(n *NoticeMessage) *pb.NoticeMessage {
+	if n == nil {
+		return nil
+	}
+	return &pb.NoticeMessage{
+		Kind:               n.Kind,
+		At:                 n.At.UTC().Format(time.RFC3339),
+		IdentityId:         n.IdentityID,
+		IdentityTraitsJson: n.IdentityTraits,
+		LoginUrl:           n.LoginURL,
+		SettingsUrl:        n.SettingsURL,
+	}
+}
+
+func noticeFromProto(n *pb.NoticeMessage) (*NoticeMessage, error) {
+	if n == nil {
+		return nil, fmt.Errorf("%w: notice missing", ErrInvalidArgument)
+	}
+	at, err := time.Parse(time.RFC3339, n.GetAt())
+	if err != nil {
+		return nil, fmt.Errorf("%w: notice at: %v", ErrInvalidArgument, err)
+	}
+	return &NoticeMessage{
+		Kind:           n.GetKind(),
+		At:             at,
+		IdentityID:     n.GetIdentityId(),
+		IdentityTraits: n.GetIdentityTraitsJson(),
+		LoginURL:       n.GetLoginUrl(),
+		SettingsURL:    n.GetSettingsUrl(),
+	}, nil
+}
+
+func renderToProto(r *RenderRequest) *pb.RenderRequest {
+	if r == nil {
+		return &pb.RenderRequest{}
+	}
+	return &pb.RenderRequest{Recipient: r.Recipient, Password: passwordToProto(r.Password), Notice: noticeToProto(r.Notice)}
+}
+
+// renderFromProto reads a render request: exactly one of password and
+// notice.
+func renderFromProto(r *pb.RenderRequest) (*RenderRequest, error) {
+	out := &RenderRequest{Recipient: r.GetRecipient()}
+	var err error
+	switch {
+	case r.GetPassword() != nil && r.GetNotice() != nil:
+		return nil, fmt.Errorf("%w: render request has both a password message and a notice: set one", ErrInvalidArgument)
+	case r.GetNotice() != nil:
+		out.Notice, err = noticeFromProto(r.GetNotice())
+	case r.GetPassword() != nil:
+		out.Password, err = passwordFromProto(r.GetPassword())
+	default:
+		return nil, fmt.Errorf("%w: render request has neither a password message nor a notice", ErrInvalidArgument)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func stepsToProto(steps []SMTPStep) []*pb.SmtpStep {
 	out := make([]*pb.SmtpStep, 0, len(steps))
 	for _, s := range steps {
@@ -68,6 +128,8 @@ func sendToProto(r *SendMessageRequest) *pb.SendMessageRequest {
 	switch {
 	case r.Password != nil:
 		out.Content = &pb.SendMessageRequest_Password{Password: passwordToProto(r.Password)}
+	case r.Notice != nil:
+		out.Content = &pb.SendMessageRequest_Notice{Notice: noticeToProto(r.Notice)}
 	case r.Rendered != nil:
 		out.Content = &pb.SendMessageRequest_Rendered{Rendered: &pb.RenderedMessage{
 			Subject:  r.Rendered.Subject,
@@ -87,6 +149,12 @@ func sendFromProto(r *pb.SendMessageRequest) (*SendMessageRequest, error) {
 			return nil, err
 		}
 		out.Password = p
+	case *pb.SendMessageRequest_Notice:
+		n, err := noticeFromProto(c.Notice)
+		if err != nil {
+			return nil, err
+		}
+		out.Notice = n
 	case *pb.SendMessageRequest_Rendered:
 		out.Rendered = &RenderedMessage{
 			Subject:  c.Rendered.GetSubject(),
@@ -94,7 +162,7 @@ func sendFromProto(r *pb.SendMessageRequest) (*SendMessageRequest, error) {
 			HTMLBody: c.Rendered.GetHtmlBody(),
 		}
 	default:
-		return nil, fmt.Errorf("%w: message has no content: set rendered or password", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: message has no content: set rendered, password or notice", ErrInvalidArgument)
 	}
 	return out, nil
 }

@@ -46,7 +46,7 @@ func (c *grpcClient) Health(ctx context.Context, _ *HealthRequest) (*HealthRespo
 }
 
 func (c *grpcClient) Render(ctx context.Context, r *RenderRequest) (*RenderResponse, error) {
-	resp, err := c.c.Render(ctx, &pb.RenderRequest{Recipient: r.Recipient, Password: passwordToProto(r.Password)})
+	resp, err := c.c.Render(ctx, renderToProto(r))
 	if err != nil {
 		return nil, fromStatus(err)
 	}

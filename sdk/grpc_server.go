@@ -56,11 +56,11 @@ func (s *grpcServer) Render(ctx context.Context, r *pb.RenderRequest) (*pb.Rende
 	if !ok {
 		return nil, toStatus(fmt.Errorf("Render: %w", ErrUnsupported))
 	}
-	p, err := passwordFromProto(r.GetPassword())
+	req, err := renderFromProto(r)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp, err := impl.Render(ctx, &RenderRequest{Recipient: r.GetRecipient(), Password: p})
+	resp, err := impl.Render(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}

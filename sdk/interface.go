@@ -31,10 +31,11 @@ type Gateway interface {
 	Health(ctx context.Context, req *HealthRequest) (*HealthResponse, error)
 }
 
-// Renderer is the optional capability to render a password mail without
-// sending it. The host uses it for `gateway template preview` and, before
-// a reset changes an identity, as a check that the mail can be built; with
-// a plugin that lacks it the host skips that check (see package recovery).
+// Renderer is the optional capability to render a password mail or a
+// notice without sending it. The host uses it for `gateway template
+// preview` and, before a reset changes an identity, as a check that the
+// password mail can be built; with a plugin that lacks it the host skips
+// that check (see package recovery).
 type Renderer interface {
 	Render(ctx context.Context, req *RenderRequest) (*RenderResponse, error)
 }
@@ -103,12 +104,15 @@ type IssuePasswordResponse struct {
 	Password string
 }
 
-// SendMessageRequest is one mail to one recipient. Exactly one of Rendered and
-// Password is set.
+// SendMessageRequest is one mail to one recipient. Exactly one of Rendered,
+// Password and Notice is set.
 type SendMessageRequest struct {
 	Recipient string
 	Rendered  *RenderedMessage
 	Password  *PasswordMessage
+	// Notice was added after the first release: a plugin built before it
+	// sees a message without content and answers ErrInvalidArgument.
+	Notice *NoticeMessage
 }
 
 // RenderedMessage is a mail Kratos rendered; the plugin sends it unchanged.
@@ -136,6 +140,34 @@ type PasswordMessage struct {
 	RecoveryURL    string
 }
 
+// The kinds of NoticeMessage.
+const (
+	// NoticePasswordChanged tells the user that their password was changed
+	// (the forced change after a temporary password, or any change through
+	// Kratos's settings flow).
+	NoticePasswordChanged = "password_changed"
+	// NoticeResetVoid tells the user that someone asked to recover their
+	// account, but they signed in with their current password, so the
+	// temporary password no longer works and nothing changed.
+	NoticeResetVoid = "reset_void"
+)
+
+// NoticeMessage is the data of a notice: a mail that tells the user about
+// their account and carries no secret (no password, no code, no link that
+// logs in). The plugin renders it with the templates of its Kind.
+type NoticeMessage struct {
+	// Kind is NoticePasswordChanged or NoticeResetVoid.
+	Kind string
+	// At is when it happened.
+	At             time.Time
+	IdentityID     string
+	IdentityTraits json.RawMessage
+	// LoginURL is where the user signs in, and starts a recovery if it was
+	// not them; SettingsURL is where they change their password.
+	LoginURL    string
+	SettingsURL string
+}
+
 // SendMessageResponse holds the SMTP server's reply to the accepted mail
 // and the stages of the delivery.
 type SendMessageResponse struct {
@@ -161,10 +193,12 @@ type SMTPStep struct {
 	Err string
 }
 
-// RenderRequest asks for the password mail a recipient would get.
+// RenderRequest asks for the mail a recipient would get: the password mail
+// or a notice, exactly one of Password and Notice.
 type RenderRequest struct {
 	Recipient string
 	Password  *PasswordMessage
+	Notice    *NoticeMessage
 }
 
 // RenderResponse is a rendered mail; Locale names the template variant.

@@ -247,6 +247,7 @@ type SendMessageRequest struct {
 	//
 	//	*SendMessageRequest_Rendered
 	//	*SendMessageRequest_Password
+	//	*SendMessageRequest_Notice
 	Content       isSendMessageRequest_Content `protobuf_oneof:"content"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -314,6 +315,15 @@ func (x *SendMessageRequest) GetPassword() *PasswordMessage {
 	return nil
 }
 
+func (x *SendMessageRequest) GetNotice() *NoticeMessage {
+	if x != nil {
+		if x, ok := x.Content.(*SendMessageRequest_Notice); ok {
+			return x.Notice
+		}
+	}
+	return nil
+}
+
 type isSendMessageRequest_Content interface {
 	isSendMessageRequest_Content()
 }
@@ -328,9 +338,20 @@ type SendMessageRequest_Password struct {
 	Password *PasswordMessage `protobuf:"bytes,3,opt,name=password,proto3,oneof"`
 }
 
+type SendMessageRequest_Notice struct {
+	// A notice that carries no secret (the password changed, a pending
+	// reset was voided); the plugin renders it from the templates of its
+	// kind. Added after the first release: a plugin that predates it sees
+	// no content and answers INVALID_ARGUMENT, and the host logs the notice
+	// as failed.
+	Notice *NoticeMessage `protobuf:"bytes,4,opt,name=notice,proto3,oneof"`
+}
+
 func (*SendMessageRequest_Rendered) isSendMessageRequest_Content() {}
 
 func (*SendMessageRequest_Password) isSendMessageRequest_Content() {}
+
+func (*SendMessageRequest_Notice) isSendMessageRequest_Content() {}
 
 type RenderedMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -493,6 +514,102 @@ func (x *PasswordMessage) GetRecoveryUrl() string {
 	return ""
 }
 
+// NoticeMessage is the data of a notice. It holds no secret: no password,
+// no recovery code, no link that logs in.
+type NoticeMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "password_changed": the user's password was changed (the forced change
+	// after a temporary password, or any change in Kratos's settings flow).
+	// "reset_void": someone asked to recover the account, but the user signed
+	// in with their current password, so the pending reset is void and
+	// nothing changed. A plugin answers INVALID_ARGUMENT for a kind it does
+	// not know.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// When it happened, RFC 3339.
+	At         string `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	IdentityId string `protobuf:"bytes,3,opt,name=identity_id,json=identityId,proto3" json:"identity_id,omitempty"`
+	// The identity's traits as a JSON object.
+	IdentityTraitsJson []byte `protobuf:"bytes,4,opt,name=identity_traits_json,json=identityTraitsJson,proto3" json:"identity_traits_json,omitempty"`
+	// Where the user signs in (and starts a recovery if it was not them).
+	LoginUrl string `protobuf:"bytes,5,opt,name=login_url,json=loginUrl,proto3" json:"login_url,omitempty"`
+	// Where the user changes their password.
+	SettingsUrl   string `protobuf:"bytes,6,opt,name=settings_url,json=settingsUrl,proto3" json:"settings_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NoticeMessage) Reset() {
+	*x = NoticeMessage{}
+	mi := &file_gateway_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NoticeMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NoticeMessage) ProtoMessage() {}
+
+func (x *NoticeMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NoticeMessage.ProtoReflect.Descriptor instead.
+func (*NoticeMessage) Descriptor() ([]byte, []int) {
+	return file_gateway_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NoticeMessage) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *NoticeMessage) GetAt() string {
+	if x != nil {
+		return x.At
+	}
+	return ""
+}
+
+func (x *NoticeMessage) GetIdentityId() string {
+	if x != nil {
+		return x.IdentityId
+	}
+	return ""
+}
+
+func (x *NoticeMessage) GetIdentityTraitsJson() []byte {
+	if x != nil {
+		return x.IdentityTraitsJson
+	}
+	return nil
+}
+
+func (x *NoticeMessage) GetLoginUrl() string {
+	if x != nil {
+		return x.LoginUrl
+	}
+	return ""
+}
+
+func (x *NoticeMessage) GetSettingsUrl() string {
+	if x != nil {
+		return x.SettingsUrl
+	}
+	return ""
+}
+
 type SendMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The SMTP server's reply to DATA, for the host's log.
@@ -505,7 +622,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_gateway_proto_msgTypes[7]
+	mi := &file_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +634,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[7]
+	mi := &file_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +647,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{7}
+	return file_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendMessageResponse) GetServerReply() string {
@@ -566,7 +683,7 @@ type SmtpStep struct {
 
 func (x *SmtpStep) Reset() {
 	*x = SmtpStep{}
-	mi := &file_gateway_proto_msgTypes[8]
+	mi := &file_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +695,7 @@ func (x *SmtpStep) String() string {
 func (*SmtpStep) ProtoMessage() {}
 
 func (x *SmtpStep) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[8]
+	mi := &file_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +708,7 @@ func (x *SmtpStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SmtpStep.ProtoReflect.Descriptor instead.
 func (*SmtpStep) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{8}
+	return file_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SmtpStep) GetStage() string {
@@ -623,16 +740,19 @@ func (x *SmtpStep) GetError() string {
 }
 
 type RenderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Recipient     string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	Password      *PasswordMessage       `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Recipient string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// Exactly one of password and notice (notice added after the first
+	// release; a plugin that predates it answers INVALID_ARGUMENT).
+	Password      *PasswordMessage `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Notice        *NoticeMessage   `protobuf:"bytes,3,opt,name=notice,proto3" json:"notice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenderRequest) Reset() {
 	*x = RenderRequest{}
-	mi := &file_gateway_proto_msgTypes[9]
+	mi := &file_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +764,7 @@ func (x *RenderRequest) String() string {
 func (*RenderRequest) ProtoMessage() {}
 
 func (x *RenderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[9]
+	mi := &file_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +777,7 @@ func (x *RenderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderRequest.ProtoReflect.Descriptor instead.
 func (*RenderRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{9}
+	return file_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RenderRequest) GetRecipient() string {
@@ -670,6 +790,13 @@ func (x *RenderRequest) GetRecipient() string {
 func (x *RenderRequest) GetPassword() *PasswordMessage {
 	if x != nil {
 		return x.Password
+	}
+	return nil
+}
+
+func (x *RenderRequest) GetNotice() *NoticeMessage {
+	if x != nil {
+		return x.Notice
 	}
 	return nil
 }
@@ -687,7 +814,7 @@ type RenderResponse struct {
 
 func (x *RenderResponse) Reset() {
 	*x = RenderResponse{}
-	mi := &file_gateway_proto_msgTypes[10]
+	mi := &file_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +826,7 @@ func (x *RenderResponse) String() string {
 func (*RenderResponse) ProtoMessage() {}
 
 func (x *RenderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[10]
+	mi := &file_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +839,7 @@ func (x *RenderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderResponse.ProtoReflect.Descriptor instead.
 func (*RenderResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{10}
+	return file_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenderResponse) GetSubject() string {
@@ -752,7 +879,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_gateway_proto_msgTypes[11]
+	mi := &file_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +891,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[11]
+	mi := &file_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +904,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{11}
+	return file_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProbeRequest) GetRecipient() string {
@@ -799,7 +926,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_gateway_proto_msgTypes[12]
+	mi := &file_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +938,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[12]
+	mi := &file_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +951,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{12}
+	return file_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProbeResponse) GetDelivered() bool {
@@ -856,7 +983,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_gateway_proto_msgTypes[13]
+	mi := &file_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +995,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[13]
+	mi := &file_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1008,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{13}
+	return file_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 type HealthResponse struct {
@@ -897,7 +1024,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_gateway_proto_msgTypes[14]
+	mi := &file_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1036,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_proto_msgTypes[14]
+	mi := &file_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1049,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_proto_rawDescGZIP(), []int{14}
+	return file_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthResponse) GetConfigured() bool {
@@ -953,11 +1080,12 @@ const file_gateway_proto_rawDesc = "" +
 	"\videntity_id\x18\x01 \x01(\tR\n" +
 	"identityId\"3\n" +
 	"\x15IssuePasswordResponse\x12\x1a\n" +
-	"\bpassword\x18\x01 \x01(\tR\bpassword\"\xc9\x01\n" +
+	"\bpassword\x18\x01 \x01(\tR\bpassword\"\x89\x02\n" +
 	"\x12SendMessageRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12D\n" +
 	"\brendered\x18\x02 \x01(\v2&.kratosemailgateway.v1.RenderedMessageH\x00R\brendered\x12D\n" +
-	"\bpassword\x18\x03 \x01(\v2&.kratosemailgateway.v1.PasswordMessageH\x00R\bpasswordB\t\n" +
+	"\bpassword\x18\x03 \x01(\v2&.kratosemailgateway.v1.PasswordMessageH\x00R\bpassword\x12>\n" +
+	"\x06notice\x18\x04 \x01(\v2$.kratosemailgateway.v1.NoticeMessageH\x00R\x06noticeB\t\n" +
 	"\acontent\"e\n" +
 	"\x0fRenderedMessage\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
@@ -972,7 +1100,15 @@ const file_gateway_proto_rawDesc = "" +
 	"identityId\x120\n" +
 	"\x14identity_traits_json\x18\x05 \x01(\fR\x12identityTraitsJson\x12#\n" +
 	"\rrecovery_code\x18\x06 \x01(\tR\frecoveryCode\x12!\n" +
-	"\frecovery_url\x18\a \x01(\tR\vrecoveryUrl\"o\n" +
+	"\frecovery_url\x18\a \x01(\tR\vrecoveryUrl\"\xc6\x01\n" +
+	"\rNoticeMessage\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02at\x18\x02 \x01(\tR\x02at\x12\x1f\n" +
+	"\videntity_id\x18\x03 \x01(\tR\n" +
+	"identityId\x120\n" +
+	"\x14identity_traits_json\x18\x04 \x01(\fR\x12identityTraitsJson\x12\x1b\n" +
+	"\tlogin_url\x18\x05 \x01(\tR\bloginUrl\x12!\n" +
+	"\fsettings_url\x18\x06 \x01(\tR\vsettingsUrl\"o\n" +
 	"\x13SendMessageResponse\x12!\n" +
 	"\fserver_reply\x18\x01 \x01(\tR\vserverReply\x125\n" +
 	"\x05trace\x18\x02 \x03(\v2\x1f.kratosemailgateway.v1.SmtpStepR\x05trace\"w\n" +
@@ -980,10 +1116,11 @@ const file_gateway_proto_rawDesc = "" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12'\n" +
 	"\x0fduration_micros\x18\x03 \x01(\x03R\x0edurationMicros\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"q\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xaf\x01\n" +
 	"\rRenderRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12B\n" +
-	"\bpassword\x18\x02 \x01(\v2&.kratosemailgateway.v1.PasswordMessageR\bpassword\"|\n" +
+	"\bpassword\x18\x02 \x01(\v2&.kratosemailgateway.v1.PasswordMessageR\bpassword\x12<\n" +
+	"\x06notice\x18\x03 \x01(\v2$.kratosemailgateway.v1.NoticeMessageR\x06notice\"|\n" +
 	"\x0eRenderResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\ttext_body\x18\x02 \x01(\tR\btextBody\x12\x1b\n" +
@@ -1021,7 +1158,7 @@ func file_gateway_proto_rawDescGZIP() []byte {
 	return file_gateway_proto_rawDescData
 }
 
-var file_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gateway_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),      // 0: kratosemailgateway.v1.ConfigureRequest
 	(*ConfigureResponse)(nil),     // 1: kratosemailgateway.v1.ConfigureResponse
@@ -1030,38 +1167,41 @@ var file_gateway_proto_goTypes = []any{
 	(*SendMessageRequest)(nil),    // 4: kratosemailgateway.v1.SendMessageRequest
 	(*RenderedMessage)(nil),       // 5: kratosemailgateway.v1.RenderedMessage
 	(*PasswordMessage)(nil),       // 6: kratosemailgateway.v1.PasswordMessage
-	(*SendMessageResponse)(nil),   // 7: kratosemailgateway.v1.SendMessageResponse
-	(*SmtpStep)(nil),              // 8: kratosemailgateway.v1.SmtpStep
-	(*RenderRequest)(nil),         // 9: kratosemailgateway.v1.RenderRequest
-	(*RenderResponse)(nil),        // 10: kratosemailgateway.v1.RenderResponse
-	(*ProbeRequest)(nil),          // 11: kratosemailgateway.v1.ProbeRequest
-	(*ProbeResponse)(nil),         // 12: kratosemailgateway.v1.ProbeResponse
-	(*HealthRequest)(nil),         // 13: kratosemailgateway.v1.HealthRequest
-	(*HealthResponse)(nil),        // 14: kratosemailgateway.v1.HealthResponse
+	(*NoticeMessage)(nil),         // 7: kratosemailgateway.v1.NoticeMessage
+	(*SendMessageResponse)(nil),   // 8: kratosemailgateway.v1.SendMessageResponse
+	(*SmtpStep)(nil),              // 9: kratosemailgateway.v1.SmtpStep
+	(*RenderRequest)(nil),         // 10: kratosemailgateway.v1.RenderRequest
+	(*RenderResponse)(nil),        // 11: kratosemailgateway.v1.RenderResponse
+	(*ProbeRequest)(nil),          // 12: kratosemailgateway.v1.ProbeRequest
+	(*ProbeResponse)(nil),         // 13: kratosemailgateway.v1.ProbeResponse
+	(*HealthRequest)(nil),         // 14: kratosemailgateway.v1.HealthRequest
+	(*HealthResponse)(nil),        // 15: kratosemailgateway.v1.HealthResponse
 }
 var file_gateway_proto_depIdxs = []int32{
 	5,  // 0: kratosemailgateway.v1.SendMessageRequest.rendered:type_name -> kratosemailgateway.v1.RenderedMessage
 	6,  // 1: kratosemailgateway.v1.SendMessageRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
-	8,  // 2: kratosemailgateway.v1.SendMessageResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
-	6,  // 3: kratosemailgateway.v1.RenderRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
-	8,  // 4: kratosemailgateway.v1.ProbeResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
-	0,  // 5: kratosemailgateway.v1.Gateway.Configure:input_type -> kratosemailgateway.v1.ConfigureRequest
-	2,  // 6: kratosemailgateway.v1.Gateway.IssuePassword:input_type -> kratosemailgateway.v1.IssuePasswordRequest
-	4,  // 7: kratosemailgateway.v1.Gateway.SendMessage:input_type -> kratosemailgateway.v1.SendMessageRequest
-	13, // 8: kratosemailgateway.v1.Gateway.Health:input_type -> kratosemailgateway.v1.HealthRequest
-	9,  // 9: kratosemailgateway.v1.Gateway.Render:input_type -> kratosemailgateway.v1.RenderRequest
-	11, // 10: kratosemailgateway.v1.Gateway.Probe:input_type -> kratosemailgateway.v1.ProbeRequest
-	1,  // 11: kratosemailgateway.v1.Gateway.Configure:output_type -> kratosemailgateway.v1.ConfigureResponse
-	3,  // 12: kratosemailgateway.v1.Gateway.IssuePassword:output_type -> kratosemailgateway.v1.IssuePasswordResponse
-	7,  // 13: kratosemailgateway.v1.Gateway.SendMessage:output_type -> kratosemailgateway.v1.SendMessageResponse
-	14, // 14: kratosemailgateway.v1.Gateway.Health:output_type -> kratosemailgateway.v1.HealthResponse
-	10, // 15: kratosemailgateway.v1.Gateway.Render:output_type -> kratosemailgateway.v1.RenderResponse
-	12, // 16: kratosemailgateway.v1.Gateway.Probe:output_type -> kratosemailgateway.v1.ProbeResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	7,  // 2: kratosemailgateway.v1.SendMessageRequest.notice:type_name -> kratosemailgateway.v1.NoticeMessage
+	9,  // 3: kratosemailgateway.v1.SendMessageResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
+	6,  // 4: kratosemailgateway.v1.RenderRequest.password:type_name -> kratosemailgateway.v1.PasswordMessage
+	7,  // 5: kratosemailgateway.v1.RenderRequest.notice:type_name -> kratosemailgateway.v1.NoticeMessage
+	9,  // 6: kratosemailgateway.v1.ProbeResponse.trace:type_name -> kratosemailgateway.v1.SmtpStep
+	0,  // 7: kratosemailgateway.v1.Gateway.Configure:input_type -> kratosemailgateway.v1.ConfigureRequest
+	2,  // 8: kratosemailgateway.v1.Gateway.IssuePassword:input_type -> kratosemailgateway.v1.IssuePasswordRequest
+	4,  // 9: kratosemailgateway.v1.Gateway.SendMessage:input_type -> kratosemailgateway.v1.SendMessageRequest
+	14, // 10: kratosemailgateway.v1.Gateway.Health:input_type -> kratosemailgateway.v1.HealthRequest
+	10, // 11: kratosemailgateway.v1.Gateway.Render:input_type -> kratosemailgateway.v1.RenderRequest
+	12, // 12: kratosemailgateway.v1.Gateway.Probe:input_type -> kratosemailgateway.v1.ProbeRequest
+	1,  // 13: kratosemailgateway.v1.Gateway.Configure:output_type -> kratosemailgateway.v1.ConfigureResponse
+	3,  // 14: kratosemailgateway.v1.Gateway.IssuePassword:output_type -> kratosemailgateway.v1.IssuePasswordResponse
+	8,  // 15: kratosemailgateway.v1.Gateway.SendMessage:output_type -> kratosemailgateway.v1.SendMessageResponse
+	15, // 16: kratosemailgateway.v1.Gateway.Health:output_type -> kratosemailgateway.v1.HealthResponse
+	11, // 17: kratosemailgateway.v1.Gateway.Render:output_type -> kratosemailgateway.v1.RenderResponse
+	13, // 18: kratosemailgateway.v1.Gateway.Probe:output_type -> kratosemailgateway.v1.ProbeResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_gateway_proto_init() }
@@ -1072,6 +1212,7 @@ func file_gateway_proto_init() {
 	file_gateway_proto_msgTypes[4].OneofWrappers = []any{
 		(*SendMessageRequest_Rendered)(nil),
 		(*SendMessageRequest_Password)(nil),
+		(*SendMessageRequest_Notice)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1079,7 +1220,7 @@ func file_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_proto_rawDesc), len(file_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

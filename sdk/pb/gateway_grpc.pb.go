@@ -95,7 +95,8 @@ type GatewayClient interface {
 	//
 	// The host's answer to Kratos follows the code. OK: accepted (2xx).
 	// INVALID_ARGUMENT: no content, a recipient or message that cannot be
-	// sent, a password message the templates cannot render (422).
+	// sent, a password message or notice the templates cannot render, a
+	// notice of an unknown kind (422).
 	// FAILED_PRECONDITION: not configured (503). UNAVAILABLE: connection
 	// refused or broken, a 4xx reply (503). ABORTED: a 5xx reply, a
 	// certificate that does not verify, a server without the TLS, STARTTLS or
@@ -103,7 +104,9 @@ type GatewayClient interface {
 	// (timeouts.smtp) ran out; answer it before the deadline rather than let
 	// the host cancel the call (504). After UNAVAILABLE or DEADLINE_EXCEEDED
 	// the host calls Health with a one-second deadline and relaunches a plugin
-	// that does not answer.
+	// that does not answer. A notice is sent in the background, outside any
+	// request of Kratos's: the host tries it again later, a bounded number
+	// of times, after any code but INVALID_ARGUMENT.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// Health reports whether the plugin is configured and able to work. It
 	// must answer fast and without touching the mail server.
@@ -111,13 +114,15 @@ type GatewayClient interface {
 	// OK, with configured false until Configure succeeded. Any error makes
 	// the host's /health/ready fail.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
-	// Render (optional capability) renders a temporary password mail without
-	// sending it: `gateway template preview`, and the check the host makes
-	// before a reset changes an identity, so that a mail that cannot be
-	// built changes nothing. Without it the host skips that check.
+	// Render (optional capability) renders a temporary password mail or a
+	// notice without sending it: `gateway template preview`, and the check
+	// the host makes before a reset changes an identity, so that a password
+	// mail that cannot be built changes nothing. Without it the host skips
+	// that check.
 	//
-	// OK: the mail SendMessage would send. INVALID_ARGUMENT: no password
-	// message, or the templates cannot render it. FAILED_PRECONDITION: not
+	// OK: the mail SendMessage would send. INVALID_ARGUMENT: neither a
+	// password message nor a notice, a notice of an unknown kind, or the
+	// templates cannot render it. FAILED_PRECONDITION: not
 	// configured. UNIMPLEMENTED: not offered.
 	Render(ctx context.Context, in *RenderRequest, opts ...grpc.CallOption) (*RenderResponse, error)
 	// Probe (optional capability) sends a test mail and reports every stage
@@ -229,7 +234,8 @@ type GatewayServer interface {
 	//
 	// The host's answer to Kratos follows the code. OK: accepted (2xx).
 	// INVALID_ARGUMENT: no content, a recipient or message that cannot be
-	// sent, a password message the templates cannot render (422).
+	// sent, a password message or notice the templates cannot render, a
+	// notice of an unknown kind (422).
 	// FAILED_PRECONDITION: not configured (503). UNAVAILABLE: connection
 	// refused or broken, a 4xx reply (503). ABORTED: a 5xx reply, a
 	// certificate that does not verify, a server without the TLS, STARTTLS or
@@ -237,7 +243,9 @@ type GatewayServer interface {
 	// (timeouts.smtp) ran out; answer it before the deadline rather than let
 	// the host cancel the call (504). After UNAVAILABLE or DEADLINE_EXCEEDED
 	// the host calls Health with a one-second deadline and relaunches a plugin
-	// that does not answer.
+	// that does not answer. A notice is sent in the background, outside any
+	// request of Kratos's: the host tries it again later, a bounded number
+	// of times, after any code but INVALID_ARGUMENT.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// Health reports whether the plugin is configured and able to work. It
 	// must answer fast and without touching the mail server.
@@ -245,13 +253,15 @@ type GatewayServer interface {
 	// OK, with configured false until Configure succeeded. Any error makes
 	// the host's /health/ready fail.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
-	// Render (optional capability) renders a temporary password mail without
-	// sending it: `gateway template preview`, and the check the host makes
-	// before a reset changes an identity, so that a mail that cannot be
-	// built changes nothing. Without it the host skips that check.
+	// Render (optional capability) renders a temporary password mail or a
+	// notice without sending it: `gateway template preview`, and the check
+	// the host makes before a reset changes an identity, so that a password
+	// mail that cannot be built changes nothing. Without it the host skips
+	// that check.
 	//
-	// OK: the mail SendMessage would send. INVALID_ARGUMENT: no password
-	// message, or the templates cannot render it. FAILED_PRECONDITION: not
+	// OK: the mail SendMessage would send. INVALID_ARGUMENT: neither a
+	// password message nor a notice, a notice of an unknown kind, or the
+	// templates cannot render it. FAILED_PRECONDITION: not
 	// configured. UNIMPLEMENTED: not offered.
 	Render(context.Context, *RenderRequest) (*RenderResponse, error)
 	// Probe (optional capability) sends a test mail and reports every stage
