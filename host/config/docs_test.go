@@ -87,7 +87,7 @@ func TestSecretsDocumentedAlike(t *testing.T) {
 
 	// The YAML's comments as one text, and the keys whose comment says
 	// "Secret: prefer GATEWAY_<KEY>".
-	preferEnv := regexp.MustCompile(`Secret: prefer (GATEWAY_[A-Z_]+)`)
+	preferEnv := regexp.MustCompile(`Secret: prefer (GATEWAY_[A-Z0-9_]+)`)
 	var comments, block, marked, path []string
 	for _, line := range strings.Split(string(yamlRaw), "\n") {
 		trimmed := strings.TrimSpace(line)
@@ -117,7 +117,7 @@ func TestSecretsDocumentedAlike(t *testing.T) {
 	readmeList := list(regexp.MustCompile(`Keep the secrets \(([^)]*)\)`), strings.Join(strings.Fields(string(readme)), " "))
 
 	var readmeMarked []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\|.*[;,] secret\\b").FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)` \\|.*[;,] secret\\b").FindAllStringSubmatch(string(readme), -1) {
 		readmeMarked = append(readmeMarked, m[1])
 	}
 	slices.Sort(readmeMarked)

@@ -45,6 +45,11 @@ type Config struct {
 	Security string `koanf:"security"`
 	// CAFile is an optional PEM bundle trusted in addition to the system roots.
 	CAFile string `koanf:"ca_file"`
+	// Auth is plain, login or xoauth2; empty means the best mechanism the
+	// server offers (SCRAM, CRAM-MD5, PLAIN, LOGIN) when AuthorizationCode is set.
+	Auth string `koanf:"auth"`
+	// OAuth2 is where xoauth2 gets its access tokens.
+	OAuth2 OAuth2Config `koanf:"oauth2"`
 	// DKIM, when set, signs every mail.
 	DKIM DKIMConfig `koanf:"dkim"`
 }
@@ -97,7 +102,7 @@ func (c Config) withDefaults() Config {
 // Validate returns every problem of the config, each naming its key as
 // smtp.<key> and matching sdk.ErrInvalidArgument. It reads ca_file.
 func (c Config) Validate() []error {
-	errs, _, _ := c.withDefaults().check()
+	errs, _ := c.withDefaults().check()
 	return errs
 }
 
@@ -115,6 +120,15 @@ func (c Config) Warnings() []string {
 			"travels unencrypted; use it only for a relay on this machine")
 		if c.CAFile != "" {
 			warns = append(warns, "smtp.ca_file is ignored because smtp.security is none")
+		}
+	}
+	if c.Auth == AuthXOAUTH2 {
+		if c.AuthorizationCode != "" {
+			warns = append(warns, "smtp.authorization_code is ignored: smtp.auth is xoauth2, which signs in with access tokens")
+		}
+		if sub := c.OAuth2.Subject; sub != "" && !strings.EqualFold(sub, c.Username) {
+			warns = append(warns, fmt.Sprintf("smtp.oauth2.subject %q is not the XOAUTH2 user %q (smtp.username, or smtp.email_address): "+
+				"Google refuses a token for another mailbox", sub, c.Username))
 		}
 	}
 	if d := strings.ToLower(strings.TrimSuffix(c.DKIM.Domain, ".")); d != "" {
@@ -143,10 +157,16 @@ func invalid(key, format string, args ...any) error {
 	return &configError{key: key, msg: fmt.Sprintf(format, args...)}
 }
 
-// check validates a config that already has its defaults and returns the
-// certificates of ca_file and the DKIM key (nil without smtp.dkim), so that
-// New reads those files only once.
-func (c Config) check() ([]error, []*x509.Certificate, crypto.Signer) {
+// loaded is what check read from files and built, so that New reads each
+// file once.
+type loaded struct {
+	caCerts []*x509.Certificate // of ca_file
+	dkim    crypto.Signer       // nil without smtp.dkim
+	grant   grant               // nil unless smtp.auth is xoauth2
+}
+
+// check validates a config that already has its defaults.
+func (c Config) check() ([]error, loaded) {
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -179,19 +199,56 @@ func (c Config) check() ([]error, []*x509.Certificate, crypto.Signer) {
 	default:
 		add(invalid("smtp.security", "%q is not a security mode: use tls, starttls, ssl or none", c.Security))
 	}
-	var certs []*x509.Certificate
+	var l loaded
 	if c.CAFile != "" {
 		var err error
-		certs, err = loadCAFile(c.CAFile)
+		l.caCerts, err = loadCAFile(c.CAFile)
 		add(err)
 	}
-	var dkimKey crypto.Signer
 	if c.DKIM.enabled() {
 		var dkimErrs []error
-		dkimKey, dkimErrs = c.DKIM.check()
+		l.dkim, dkimErrs = c.DKIM.check()
 		errs = append(errs, dkimErrs...)
 	}
-	return errs, certs, dkimKey
+	var authErrs []error
+	l.grant, authErrs = c.checkAuth()
+	errs = append(errs, authErrs...)
+	return errs, l
+}
+
+// checkAuth validates smtp.auth with the keys it needs, and smtp.oauth2.
+func (c Config) checkAuth() (grant, []error) {
+	switch c.Auth {
+	case "":
+		if c.OAuth2.set() {
+			return nil, []error{invalid("smtp.auth", "is not set, so smtp.oauth2 is not used: set smtp.auth: xoauth2, or remove smtp.oauth2")}
+		}
+		return nil, nil
+	case AuthPlain, AuthLogin:
+		var errs []error
+		if c.AuthorizationCode == "" {
+			errs = append(errs, invalid("smtp.authorization_code", "must be set: smtp.auth is %s, which sends it as the password", c.Auth))
+		}
+		if c.OAuth2.set() {
+			errs = append(errs, invalid("smtp.auth", "is %s, so smtp.oauth2 is not used: set smtp.auth: xoauth2, or remove smtp.oauth2", c.Auth))
+		}
+		return nil, errs
+	case AuthXOAUTH2:
+		var errs []error
+		if c.Security == SecurityNone && c.Host != "" && !isLoopback(c.Host) {
+			errs = append(errs, invalid("smtp.security", "is none, which would send the access token in plaintext to %q; "+
+				"use tls or starttls", c.Host))
+		}
+		if !c.OAuth2.set() {
+			return nil, append(errs, invalid("smtp.oauth2", "must be set with smtp.auth: xoauth2: token_url, client_id, client_secret "+
+				"and scopes (Microsoft 365), or service_account_file and subject (Google)"))
+		}
+		g, oauthErrs := c.OAuth2.check()
+		return g, append(errs, oauthErrs...)
+	default:
+		return nil, []error{invalid("smtp.auth", "%q is not an AUTH mechanism: use plain, login or xoauth2, "+
+			"or leave it out to use the best one the server offers", c.Auth)}
+	}
 }
 
 // check validates a DKIM section with at least one key set and loads its key.

@@ -17,6 +17,7 @@ import (
 
 // Stages of one delivery, as reported in StageError.Stage.
 const (
+	StageToken      = "token"       // an OAuth2 access token for smtp.auth: xoauth2
 	StageConnect    = "connect"     // TCP connect, or the connection broke before MAIL FROM
 	StageReuse      = "reuse"       // NOOP on a pooled connection, see WithPool
 	StageTLS        = "tls"         // TLS handshake, implicit or after STARTTLS
@@ -133,11 +134,11 @@ func tlsProblem(security string, err error) (explained error, ok bool) {
 
 // handshakeFailure classifies an error of go-mail's dial phase (greeting,
 // EHLO, STARTTLS, AUTH) given how far the dialogue got.
-func handshakeFailure(ctx context.Context, security, username string, t *tracer, err error) *StageError {
+func (s *Sender) handshakeFailure(ctx context.Context, t *tracer, err error) *StageError {
 	if stageErr, ok := errors.AsType[*StageError](err); ok {
 		return stageErr // from our dialer: connect or implicit TLS
 	}
-	if explained, ok := tlsProblem(security, err); ok {
+	if explained, ok := tlsProblem(s.security, err); ok {
 		return serverMisfit(StageTLS, explained)
 	}
 	stage := t.stage()
@@ -147,23 +148,60 @@ func handshakeFailure(ctx context.Context, security, username string, t *tracer,
 	if isLocal(err) {
 		// go-mail gave up on its own after the server answered: before
 		// STARTTLS that is a missing STARTTLS, otherwise a missing AUTH.
-		if security == SecuritySTARTTLS && !t.startTLS {
+		if s.security == SecuritySTARTTLS && !t.startTLS {
 			return serverMisfit(StageTLS, fmt.Errorf("%w; if the server speaks TLS from the first byte "+
 				"set smtp.security: tls", err))
 		}
-		return serverMisfit(StageAuth, fmt.Errorf("%w; check smtp.security (many servers offer AUTH only over TLS), "+
-			"or leave smtp.authorization_code empty if the server needs no login", err))
+		return serverMisfit(StageAuth, s.missingAuth(t.authOffer, err))
 	}
 	switch code := replyCode(err); {
+	case stage == StageAuth && code >= 500 && s.tokens != nil:
+		err = fmt.Errorf("the server refused the access token for %q: %w", s.username, err)
 	case stage == StageAuth && code >= 500:
 		err = fmt.Errorf("the server refused the login of %q: %w; check smtp.username and smtp.authorization_code",
-			username, err)
-	case stage == StageGreeting && code == 0 && (security == SecuritySTARTTLS || security == SecurityNone) &&
+			s.username, err)
+	case stage == StageGreeting && code == 0 && (s.security == SecuritySTARTTLS || s.security == SecurityNone) &&
 		(isTimeout(err) || ctx.Err() != nil):
 		err = fmt.Errorf("the server sent no greeting: %w; if it expects TLS from the first byte (usually port 465) "+
 			"set smtp.security: tls", err)
 	}
 	return failure(ctx, stage, err)
+}
+
+// missingAuth explains go-mail's refusal to sign in: the server offered no
+// AUTH, or not the mechanism smtp.auth asks for.
+func (s *Sender) missingAuth(offer string, err error) error {
+	offered := "no AUTH at all"
+	if offer != "" {
+		offered = "AUTH " + offer
+	}
+	switch {
+	case s.tokens != nil:
+		return fmt.Errorf("%w: the server offers %s, not XOAUTH2; check smtp.host and smtp.port "+
+			"(Microsoft 365: smtp.office365.com, 587, starttls; Google: smtp.gmail.com, 465, tls) and smtp.security", err, offered)
+	case len(s.mechs) == 1:
+		return fmt.Errorf("%w: the server offers %s; set smtp.auth to a mechanism it offers, or leave smtp.auth out "+
+			"to use the best one (many servers offer AUTH only over TLS: check smtp.security)", err, offered)
+	}
+	return fmt.Errorf("%w; check smtp.security (many servers offer AUTH only over TLS), "+
+		"or leave smtp.authorization_code empty if the server needs no login", err)
+}
+
+// tokenRefused reports whether the server refused an XOAUTH2 sign-in in a
+// way a fresh token may cure: 535, or an enhanced status 5.7.x (Google
+// 535 5.7.8, Microsoft 535 5.7.3 or 5.7.139).
+func tokenRefused(err *StageError) bool {
+	if err.Stage != StageAuth {
+		return false
+	}
+	code := replyCode(err.Err)
+	if code == 535 {
+		return true
+	}
+	if tpErr, ok := errors.AsType[*textproto.Error](err.Err); ok && code >= 500 {
+		return strings.HasPrefix(strings.TrimSpace(tpErr.Msg), "5.7.")
+	}
+	return false
 }
 
 // isLocal reports whether err is go-mail's own refusal rather than a server

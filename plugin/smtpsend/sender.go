@@ -73,6 +73,11 @@ type Sender struct {
 	opts []mail.Option
 	// dkim signs every message when set (smtp.dkim).
 	dkim *dkimKey
+	// mechs are the AUTH mechanisms go-mail may pick, best first; nil
+	// without AUTH.
+	mechs []mail.SMTPAuthType
+	// tokens are the access tokens of smtp.auth: xoauth2, nil otherwise.
+	tokens *tokens
 }
 
 // dkimKey is a loaded smtp.dkim section.
@@ -116,6 +121,23 @@ func authMechs(security string) []mail.SMTPAuthType {
 	}
 }
 
+// explicitMech is the go-mail mechanism of smtp.auth plain or login. go-mail's
+// PLAIN and LOGIN refuse a connection they think unencrypted; ours are
+// encrypted by our dialer unless security is none, which Validate allows
+// only to loopback.
+func explicitMech(auth, security string) mail.SMTPAuthType {
+	switch {
+	case auth == AuthPlain && security == SecurityNone:
+		return mail.SMTPAuthPlainNoEnc
+	case auth == AuthPlain:
+		return mail.SMTPAuthPlain
+	case security == SecurityNone:
+		return mail.SMTPAuthLoginNoEnc
+	default:
+		return mail.SMTPAuthLogin
+	}
+}
+
 // New validates cfg and prepares its TLS config, reading ca_file once. An
 // invalid cfg yields all problems joined, matching sdk.ErrInvalidArgument.
 // Without options every mail goes over a fresh connection.
@@ -127,7 +149,7 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 		}
 	}
 	cfg = cfg.withDefaults()
-	errs, caCerts, dkimSigner := cfg.check()
+	errs, files := cfg.check()
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -143,7 +165,7 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 		opts: []mail.Option{mail.WithPort(cfg.Port), mail.WithoutNoop(), mail.WithoutRset()},
 	}
 	if cfg.Security != SecurityNone {
-		s.tlsConf = tlsConfig(cfg, caCerts)
+		s.tlsConf = tlsConfig(cfg, files.caCerts)
 		s.opts = append(s.opts, mail.WithTLSConfig(s.tlsConf))
 	}
 	switch cfg.Security {
@@ -156,12 +178,25 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 	case SecurityNone:
 		s.opts = append(s.opts, mail.WithTLSPolicy(mail.NoTLS))
 	}
-	if cfg.AuthorizationCode != "" {
-		s.opts = append(s.opts, mail.WithOpportunisticSMTPAuth(authMechs(cfg.Security)...),
+	switch {
+	case cfg.Auth == AuthXOAUTH2:
+		// The password of each session is the token of the moment: dial
+		// adds it.
+		s.mechs = []mail.SMTPAuthType{mail.SMTPAuthXOAUTH2}
+		s.opts = append(s.opts, mail.WithSMTPAuth(mail.SMTPAuthXOAUTH2), mail.WithUsername(cfg.Username))
+		s.tokens = newTokens(files.grant, cfg.OAuth2.ClientSecret, time.Now)
+	case cfg.Auth != "":
+		mech := explicitMech(cfg.Auth, cfg.Security)
+		s.mechs = []mail.SMTPAuthType{mech}
+		s.opts = append(s.opts, mail.WithSMTPAuth(mech),
+			mail.WithUsername(cfg.Username), mail.WithPassword(cfg.AuthorizationCode))
+	case cfg.AuthorizationCode != "":
+		s.mechs = authMechs(cfg.Security)
+		s.opts = append(s.opts, mail.WithOpportunisticSMTPAuth(s.mechs...),
 			mail.WithUsername(cfg.Username), mail.WithPassword(cfg.AuthorizationCode))
 	}
-	if dkimSigner != nil {
-		s.dkim = &dkimKey{domain: cfg.DKIM.Domain, selector: cfg.DKIM.Selector, key: dkimSigner}
+	if files.dkim != nil {
+		s.dkim = &dkimKey{domain: cfg.DKIM.Domain, selector: cfg.DKIM.Selector, key: files.dkim}
 	}
 	if o.poolSize > 0 {
 		s.pool = newPool(o.poolSize, o.poolIdle)
@@ -175,6 +210,9 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 func (s *Sender) Close() error {
 	if s.pool != nil {
 		s.pool.close()
+	}
+	if s.tokens != nil {
+		s.tokens.close()
 	}
 	return nil
 }
@@ -326,14 +364,55 @@ func (s *Sender) message(m Mail) (*mail.Msg, error) {
 }
 
 // dial opens a fresh connection and runs greeting, EHLO, STARTTLS and AUTH,
-// leaving the session in conn.smtp.
+// leaving the session in conn.smtp. With xoauth2 it signs in with the
+// current access token; a token the server refuses (535, or any 5.7.x) is
+// dropped and the session opened once more with a fresh one, since a token
+// can be revoked or shortened before the expiry it came with.
+func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *StageError) {
+	if s.tokens == nil {
+		return s.dialOnce(ctx, conn)
+	}
+	for retried := false; ; retried = true {
+		began := time.Now()
+		tok, fresh, err := s.tokens.get(ctx)
+		if err != nil {
+			conn.trace.beginAt(StageToken, s.tokens.grant.describe(), began)
+			stageErr, ok := errors.AsType[*StageError](err)
+			if !ok {
+				return nil, misconfigured(StageToken, err)
+			}
+			// The error is shared by every caller of one fetch: each gets
+			// its own copy for its own trace.
+			cp := *stageErr
+			return nil, &cp
+		}
+		conn.trace.beginAt(StageToken, s.tokens.detail(tok, fresh), began)
+		client, stageErr := s.dialOnce(ctx, conn, mail.WithPassword(tok.value))
+		if stageErr == nil || !tokenRefused(stageErr) {
+			return client, stageErr
+		}
+		if retried {
+			stageErr.Err = fmt.Errorf("%w; the token was fresh from %s, so the server refuses this app for %q: "+
+				"check that the app may send as this mailbox (Microsoft 365: SMTP.SendAsApp and a mailbox permission "+
+				"for its service principal; Google: domain-wide delegation of %s) and smtp.username",
+				stageErr.Err, s.tokens.grant.endpoint(), s.username, googleMailScope)
+			return nil, stageErr
+		}
+		s.tokens.invalidate(tok)
+		conn.trace.fail(stageErr)
+		conn.close()
+		*conn = connection{trace: conn.trace}
+	}
+}
+
+// dialOnce is one attempt of dial; extra carries the access token.
 //
 // The dialer is ours rather than go-mail's so that connect and TLS failures
 // carry their stage and so that ctx can abort the dialogue at any point:
 // go-mail v0.8.1 applies ctx to the dial only and then uses fixed deadlines.
 // The price is that go-mail does not know our connection is encrypted and its
 // AUTH auto-discovery would skip PLAIN and LOGIN, hence authMechs.
-func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *StageError) {
+func (s *Sender) dialOnce(ctx context.Context, conn *connection, extra ...mail.Option) (*mail.Client, *StageError) {
 	opts := []mail.Option{
 		mail.WithDialContextFunc(func(dialCtx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := s.connect(ctx, dialCtx, conn.trace, network, addr)
@@ -357,13 +436,13 @@ func (s *Sender) dial(ctx context.Context, conn *connection) (*mail.Client, *Sta
 		}
 		opts = append(opts, mail.WithTLSConfig(conf))
 	}
-	client, stageErr := s.newClient(ctx, opts...)
+	client, stageErr := s.newClient(ctx, append(opts, extra...)...)
 	if stageErr != nil {
 		return nil, stageErr
 	}
 	smtpClient, err := client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, handshakeFailure(ctx, s.security, s.username, conn.trace, err)
+		return nil, s.handshakeFailure(ctx, conn.trace, err)
 	}
 	conn.smtp = smtpClient
 	return client, nil

@@ -65,15 +65,20 @@ func (s *Sender) newTracer() *tracer {
 		host:      s.host,
 		security:  s.security,
 		username:  s.username,
-		authMechs: authMechs(s.security),
+		authMechs: s.mechs,
 	}
 }
 
 // begin ends the open step as a success and starts the next one.
 func (t *tracer) begin(stage, detail string) {
+	t.beginAt(stage, detail, time.Now())
+}
+
+// beginAt is begin for a step that started at began.
+func (t *tracer) beginAt(stage, detail string, began time.Time) {
 	t.finish()
 	t.steps = append(t.steps, sdk.SMTPStep{Stage: stage, Detail: detail})
-	t.open, t.started, t.ended = true, time.Now(), time.Time{}
+	t.open, t.started, t.ended = true, began, time.Time{}
 }
 
 // finish stops the clock of the open step.
