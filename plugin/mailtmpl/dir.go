@@ -38,15 +38,15 @@ func readDir(dir string) (folder, map[string]folder, error) {
 		if isHidden(name) {
 			continue
 		}
-		if p, ok := partOf(name); ok {
-			if root[p], err = readTemplate(fsys, name); err != nil {
+		if k, p, ok := partOf(name); ok {
+			if root[k][p], err = readTemplate(fsys, name); err != nil {
 				return folder{}, nil, err
 			}
 			continue
 		}
 		locale := normalizeLocale(name)
 		if !isLocale(locale) {
-			return folder{}, nil, fmt.Errorf("%s: %s: neither a template file (subject.txt, body.txt, body.html) nor a locale folder (such as de or pt-br)", keyDir, name)
+			return folder{}, nil, fmt.Errorf("%s: %s: neither a template file (%s) nor a locale folder (such as de or pt-br)", keyDir, name, fileNames())
 		}
 		if other, dup := folderNames[locale]; dup {
 			return folder{}, nil, fmt.Errorf("%s: %s and %s are both folders for locale %s", keyDir, other, name, locale)
@@ -73,11 +73,11 @@ func readLocale(fsys fs.FS, dir string) (folder, error) {
 			continue
 		}
 		file := path.Join(dir, name)
-		p, ok := partOf(name)
+		k, p, ok := partOf(name)
 		if !ok {
-			return folder{}, fmt.Errorf("%s: %s: not a template file (subject.txt, body.txt, body.html)", keyDir, file)
+			return folder{}, fmt.Errorf("%s: %s: not a template file (%s)", keyDir, file, fileNames())
 		}
-		if f[p], err = readTemplate(fsys, file); err != nil {
+		if f[k][p], err = readTemplate(fsys, file); err != nil {
 			return folder{}, err
 		}
 		found = true
@@ -85,7 +85,7 @@ func readLocale(fsys fs.FS, dir string) (folder, error) {
 	if !found {
 		// Most likely the files were meant to be there; an empty folder would
 		// only make Mail.Locale claim a translation that does not exist.
-		return folder{}, fmt.Errorf("%s: %s: locale folder holds no template file (subject.txt, body.txt, body.html)", keyDir, dir)
+		return folder{}, fmt.Errorf("%s: %s: locale folder holds no template file (%s)", keyDir, dir, fileNames())
 	}
 	return f, nil
 }

@@ -103,3 +103,53 @@ func FuzzTemplates(f *testing.F) {
 		}
 	})
 }
+
+// markedNoticeData is markedData in the shape of NoticeData.
+func markedNoticeData() []NoticeData {
+	var out []NoticeData
+	for _, d := range markedData() {
+		out = append(out, NoticeData{
+			At:          d.ExpiresAt,
+			Recipient:   d.Recipient,
+			Identity:    d.Identity,
+			LoginURL:    d.LoginURL,
+			SettingsURL: "https://settings.example.org/" + marker,
+		})
+	}
+	return out
+}
+
+// Any inline notice template either fails at New or renders every notice
+// safely: the subject stays one line, and an error on real data quotes
+// none of its values. The same templates serve both notices, so each is
+// exercised.
+func FuzzNoticeTemplates(f *testing.F) {
+	f.Add("Your password was changed", "Changed on {{formatTime .At}}; sign in at {{.LoginURL}}", `<a href="{{.SettingsURL}}">settings</a>`)
+	f.Add("{{.Recipient}}", "{{range .Identity.Traits}}{{.}}{{end}}", "<p>{{.Identity.Traits.name.first}}</p>")
+	f.Add("{{.Password}}", "", "")
+	f.Add("For {{.Identity.Traits.name.first}}", `{{with index .Identity.Traits "code"}}{{range slice . 2}}{{.}}{{end}}{{end}}`, `{{index .Identity.Traits.name "first"}}`)
+	f.Fuzz(func(t *testing.T, subject, text, html string) {
+		in := Inline{Subject: subject, Text: text, HTML: html}
+		set, err := New(Config{PasswordChanged: in, ResetVoid: in})
+		if err != nil {
+			return
+		}
+		if strings.Contains(subject+text+html, marker) {
+			return // the template itself may be quoted
+		}
+		for _, n := range Notices() {
+			for _, d := range markedNoticeData() {
+				m, err := set.RenderNotice(n, d)
+				if err != nil {
+					if strings.Contains(err.Error(), marker) {
+						t.Fatalf("%s: error quotes a value of the data: %v", n, err)
+					}
+					continue
+				}
+				if strings.ContainsAny(m.Subject, "\r\n") || m.Subject == "" {
+					t.Fatalf("%s: rendered subject %q", n, m.Subject)
+				}
+			}
+		}
+	})
+}
