@@ -150,8 +150,8 @@ func (g *Gateway) IssuePassword(_ context.Context, _ *sdk.IssuePasswordRequest) 
 	return &sdk.IssuePasswordResponse{Password: pw}, nil
 }
 
-// SendMessage renders a password mail, or takes a rendered one as it is, and
-// returns once the SMTP server accepted it.
+// SendMessage renders a password mail or a notice, or takes a rendered mail
+// as it is, and returns once the SMTP server accepted it.
 func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
 	st, err := g.state()
 	if err != nil {
@@ -161,6 +161,12 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 	switch {
 	case req.Password != nil:
 		m, err := renderPassword(st.tmpl, req.Recipient, req.Password)
+		if err != nil {
+			return nil, err
+		}
+		mail = smtpsend.Mail{To: req.Recipient, Subject: m.Subject, Text: m.Text, HTML: m.HTML}
+	case req.Notice != nil:
+		m, err := renderNotice(st.tmpl, req.Recipient, req.Notice)
 		if err != nil {
 			return nil, err
 		}
@@ -186,11 +192,9 @@ func (g *Gateway) SendMessage(ctx context.Context, req *sdk.SendMessageRequest) 
 // at fault but quote no value: not the password, the recipient nor a trait
 // (mailtmpl.Set.Render keeps to the same rule).
 func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage) (mailtmpl.Mail, error) {
-	traits := map[string]any{}
-	if len(p.IdentityTraits) > 0 {
-		if err := json.Unmarshal(p.IdentityTraits, &traits); err != nil {
-			return mailtmpl.Mail{}, fmt.Errorf("%w: identity traits are not a JSON object%s", sdk.ErrInvalidArgument, jsonProblem(err))
-		}
+	traits, err := traitsOf(p.IdentityTraits)
+	if err != nil {
+		return mailtmpl.Mail{}, err
 	}
 	m, err := tmpl.Render(mailtmpl.Data{
 		Password:  p.Password,
@@ -210,6 +214,41 @@ func renderPassword(tmpl *mailtmpl.Set, recipient string, p *sdk.PasswordMessage
 	return m, nil
 }
 
+// renderNotice renders the notice n for recipient; its errors follow
+// renderPassword's rule.
+func renderNotice(tmpl *mailtmpl.Set, recipient string, n *sdk.NoticeMessage) (mailtmpl.Mail, error) {
+	traits, err := traitsOf(n.IdentityTraits)
+	if err != nil {
+		return mailtmpl.Mail{}, err
+	}
+	m, err := tmpl.RenderNotice(mailtmpl.Notice(n.Kind), mailtmpl.NoticeData{
+		At:          n.At,
+		Recipient:   recipient,
+		Identity:    mailtmpl.Identity{ID: n.IdentityID, Traits: traits},
+		LoginURL:    n.LoginURL,
+		SettingsURL: n.SettingsURL,
+	})
+	if errors.Is(err, mailtmpl.ErrUnknownNotice) {
+		// The kind comes from the host, not from a user: it is safe to name.
+		return mailtmpl.Mail{}, fmt.Errorf("%w: notice kind %q: %v", sdk.ErrInvalidArgument, n.Kind, err)
+	}
+	if err != nil {
+		return mailtmpl.Mail{}, fmt.Errorf("%w: render %s notice: %v", sdk.ErrInvalidArgument, n.Kind, err)
+	}
+	return m, nil
+}
+
+// traitsOf reads an identity's traits, a JSON object or nothing.
+func traitsOf(raw json.RawMessage) (map[string]any, error) {
+	traits := map[string]any{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &traits); err != nil {
+			return nil, fmt.Errorf("%w: identity traits are not a JSON object%s", sdk.ErrInvalidArgument, jsonProblem(err))
+		}
+	}
+	return traits, nil
+}
+
 // jsonProblem describes a failure of json.Unmarshal without its message,
 // which can quote the input ("invalid character 'x' ...", "number 4711").
 func jsonProblem(err error) string {
@@ -227,16 +266,24 @@ func jsonProblem(err error) string {
 	return ""
 }
 
-// Render renders the password mail as SendMessage would, without sending.
+// Render renders the password mail or a notice as SendMessage would,
+// without sending.
 func (g *Gateway) Render(_ context.Context, req *sdk.RenderRequest) (*sdk.RenderResponse, error) {
 	st, err := g.state()
 	if err != nil {
 		return nil, err
 	}
-	if req.Password == nil {
-		return nil, fmt.Errorf("%w: render needs a password message", sdk.ErrInvalidArgument)
+	var m mailtmpl.Mail
+	switch {
+	case req.Password != nil && req.Notice != nil:
+		return nil, fmt.Errorf("%w: render needs one message: a password message or a notice, not both", sdk.ErrInvalidArgument)
+	case req.Password != nil:
+		m, err = renderPassword(st.tmpl, req.Recipient, req.Password)
+	case req.Notice != nil:
+		m, err = renderNotice(st.tmpl, req.Recipient, req.Notice)
+	default:
+		return nil, fmt.Errorf("%w: render needs a password message or a notice", sdk.ErrInvalidArgument)
 	}
-	m, err := renderPassword(st.tmpl, req.Recipient, req.Password)
 	if err != nil {
 		return nil, err
 	}

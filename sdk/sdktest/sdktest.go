@@ -112,6 +112,20 @@ func Run(t *testing.T, impl sdk.Gateway, opts Options) {
 			t.Fatalf("SendMessage(password): %v", err)
 		}
 	})
+	t.Run("sends a notice of each kind", func(t *testing.T) {
+		for _, kind := range []string{sdk.NoticePasswordChanged, sdk.NoticeResetVoid} {
+			_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: opts.Recipient, Notice: sampleNotice(kind, opts.Recipient)})
+			if err != nil {
+				t.Fatalf("SendMessage(notice %s): %v", kind, err)
+			}
+		}
+	})
+	t.Run("refuses a notice of an unknown kind", func(t *testing.T) {
+		_, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: opts.Recipient, Notice: sampleNotice("sdktest_unknown", opts.Recipient)})
+		if !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Fatalf("SendMessage(notice of an unknown kind) = %v, want sdk.ErrInvalidArgument", err)
+		}
+	})
 
 	// The optional capabilities, discovered as a host discovers them: by
 	// calling. A plugin that lacks one answers sdk.ErrUnsupported; one that
@@ -135,6 +149,17 @@ func Run(t *testing.T, impl sdk.Gateway, opts Options) {
 			}
 			if _, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: opts.Recipient}); !errors.Is(err, sdk.ErrInvalidArgument) {
 				t.Fatalf("Render(no password message) = %v, want sdk.ErrInvalidArgument", err)
+			}
+		})
+		t.Run("renders a notice of each kind", func(t *testing.T) {
+			for _, kind := range []string{sdk.NoticePasswordChanged, sdk.NoticeResetVoid} {
+				resp, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: opts.Recipient, Notice: sampleNotice(kind, opts.Recipient)})
+				if err != nil {
+					t.Fatalf("Render(notice %s): %v", kind, err)
+				}
+				if resp.Subject == "" || resp.TextBody+resp.HTMLBody == "" {
+					t.Fatalf("Render(notice %s) = %+v, want a subject and a body", kind, resp)
+				}
 			}
 		})
 		t.Run("renders a password message carrying Kratos's recovery code or link", func(t *testing.T) {
@@ -188,4 +213,16 @@ func Connect(t testing.TB, impl sdk.Gateway) sdk.Remote {
 		t.Fatalf("dispensed %T, not an sdk.Remote", raw)
 	}
 	return gw
+}
+
+// sampleNotice is a notice of kind to recipient as a host sends it.
+func sampleNotice(kind, recipient string) *sdk.NoticeMessage {
+	return &sdk.NoticeMessage{
+		Kind:           kind,
+		At:             time.Now(),
+		IdentityID:     "7c1f7e9e-0000-4000-8000-000000000001",
+		IdentityTraits: json.RawMessage(`{"email":"` + recipient + `"}`),
+		LoginURL:       "http://127.0.0.1:4455/login",
+		SettingsURL:    "http://127.0.0.1:4455/settings",
+	}
 }

@@ -45,9 +45,15 @@ func memoryPlugin(sent *[]string) *Fake {
 			if r.Rendered != nil {
 				*sent = append(*sent, r.Rendered.Subject)
 			}
+			if r.Notice != nil && r.Notice.Kind != sdk.NoticePasswordChanged && r.Notice.Kind != sdk.NoticeResetVoid {
+				return nil, fmt.Errorf("%w: unknown notice kind", sdk.ErrInvalidArgument)
+			}
 			return &sdk.SendMessageResponse{ServerReply: "250 ok"}, nil
 		},
 		RenderF: func(_ context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+			if r.Notice != nil {
+				return &sdk.RenderResponse{Subject: "About your account", TextBody: "It was " + r.Notice.Kind}, nil
+			}
 			if r.Password == nil {
 				return nil, fmt.Errorf("%w: no password message", sdk.ErrInvalidArgument)
 			}
@@ -190,6 +196,46 @@ func TestPasswordMessageCrossesTheConnection(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Fatalf("the plugin got %d password messages, want 2", len(got))
+	}
+	for _, g := range got {
+		if !reflect.DeepEqual(g, want) {
+			t.Errorf("the plugin got\n %+v\nwant\n %+v", g, want)
+		}
+	}
+}
+
+// Every field of a notice reaches the plugin over gRPC, through
+// SendMessage and Render alike.
+func TestNoticeCrossesTheConnection(t *testing.T) {
+	t.Parallel()
+	var got []*sdk.NoticeMessage
+	gw := Connect(t, &Fake{
+		RenderF: func(_ context.Context, r *sdk.RenderRequest) (*sdk.RenderResponse, error) {
+			got = append(got, r.Notice)
+			return &sdk.RenderResponse{}, nil
+		},
+		SendMessageF: func(_ context.Context, r *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error) {
+			got = append(got, r.Notice)
+			return &sdk.SendMessageResponse{}, nil
+		},
+	})
+	want := &sdk.NoticeMessage{
+		Kind:           sdk.NoticePasswordChanged,
+		At:             time.Date(2026, time.March, 1, 12, 30, 0, 0, time.UTC),
+		IdentityID:     "9f425a8d-7efc-4768-8f23-7647a74fdf13",
+		IdentityTraits: json.RawMessage(`{"email":"jane@example.com"}`),
+		LoginURL:       "https://auth.example.com/login",
+		SettingsURL:    "https://auth.example.com/settings",
+	}
+	ctx := context.Background()
+	if _, err := gw.Render(ctx, &sdk.RenderRequest{Recipient: "jane@example.com", Notice: want}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: "jane@example.com", Notice: want}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("the plugin got %d notices, want 2", len(got))
 	}
 	for _, g := range got {
 		if !reflect.DeepEqual(g, want) {
