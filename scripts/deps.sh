@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local stack need, once, into .cache/:
 #   Kratos v1.3.1 (built with -tags sqlite from the Go module proxy), Kratos
-#   v26.2.0 (built with -tags sqlite from its source archive, see build_kratos_v26)
-#   and Mailpit (from the Go module proxy, its web UI with npm).
+#   v26.2.0 (built with -tags sqlite from its source archive, see build_kratos_v26),
+#   Mailpit (from the Go module proxy, its web UI with npm) and Ory Hydra
+#   v2.3.0 (built with -tags sqlite from the Go module proxy through
+#   integration/tools/hydra; the OAuth2 server of the SMTP XOAUTH2 tests).
 # `scripts/deps.sh protoc` installs Debian's protobuf-compiler for `make generate`;
 # `scripts/deps.sh chromium` installs Debian's chromium for the browser test
 # (integration/browser_test.go);
-# `scripts/deps.sh binaries` builds only Kratos (both versions) and Mailpit (the local stack);
-# `scripts/deps.sh kratos-v1.3.1`, `kratos-v26.2.0` and `mailpit` build only that one;
+# `scripts/deps.sh binaries` builds only the binaries: Kratos (both versions) and Mailpit (the
+# local stack), and Hydra (the XOAUTH2 tests);
+# `scripts/deps.sh kratos-v1.3.1`, `kratos-v26.2.0`, `mailpit` and `hydra` build only that one;
 # `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
 # recovery burst benchmark on PostgreSQL (`make bench`);
 # `scripts/deps.sh nginx` installs Debian's nginx for the reverse-proxy recipe
@@ -19,6 +22,9 @@ cache="$root/.cache"
 KRATOS_VERSION=v1.3.1
 KRATOS_V26_VERSION=v26.2.0
 MAILPIT_VERSION=v1.27.11
+# Also the require in integration/tools/hydra/go.mod and hydraVersion in
+# integration/hydra_helpers_test.go.
+HYDRA_VERSION=v2.3.0
 mkdir -p "$cache"
 
 install_protoc() {
@@ -67,6 +73,22 @@ build_kratos() {
   echo "deps: building Kratos $KRATOS_VERSION from the Go module proxy (a few minutes, once)" >&2
   (cd "$root/integration/tools/kratos" && go build -tags sqlite -trimpath \
     -ldflags "-X github.com/ory/kratos/driver/config.Version=$KRATOS_VERSION" \
+    -o "$out.tmp" . && mv "$out.tmp" "$out")
+}
+
+# Hydra is built from its own small module (integration/tools/hydra): Hydra's
+# go.mod replaces github.com/gobuffalo/pop/v6 with Ory's fork, and a replace
+# only counts in the main module, so `go install github.com/ory/hydra/v2@...`
+# does not build; that module repeats it. Building it here also shows a
+# break of that module, which go vet and staticcheck (./... of the two main
+# modules) do not see.
+build_hydra() {
+  local out="$cache/hydra-$HYDRA_VERSION/hydra"
+  [ -x "$out" ] && return 0
+  echo "deps: building Ory Hydra $HYDRA_VERSION from the Go module proxy (about 3 minutes on 2 cores, once)" >&2
+  mkdir -p "$(dirname "$out")"
+  (cd "$root/integration/tools/hydra" && GOWORK=off go build -tags sqlite -trimpath \
+    -ldflags "-X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" \
     -o "$out.tmp" . && mv "$out.tmp" "$out")
 }
 
@@ -153,11 +175,12 @@ for target in "${@:-all}"; do
     chromium) install_chromium ;;
     postgres) install_postgres ;;
     nginx) install_nginx ;;
-    all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit ;;
-    binaries) build_kratos; build_kratos_v26; build_mailpit ;;
+    all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit; build_hydra ;;
+    binaries) build_kratos; build_kratos_v26; build_mailpit; build_hydra ;;
     "kratos-$KRATOS_VERSION") build_kratos ;;
     "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
     mailpit) build_mailpit ;;
-    *) echo "usage: $0 [all|protoc|chromium|nginx|binaries|postgres|kratos-$KRATOS_VERSION|kratos-$KRATOS_V26_VERSION|mailpit]..." >&2; exit 2 ;;
+    hydra) build_hydra ;;
+    *) echo "usage: $0 [all|protoc|chromium|nginx|binaries|postgres|kratos-$KRATOS_VERSION|kratos-$KRATOS_V26_VERSION|mailpit|hydra]..." >&2; exit 2 ;;
   esac
 done
