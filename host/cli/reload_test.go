@@ -98,6 +98,19 @@ func TestEveryKeyTakesEffectOnReloadOrIsRestartOnly(t *testing.T) {
 		"timeouts.kratos":                  {to: "100ms", inUse: kratosTimeoutInUse},
 		"timeouts.smtp":                    {to: "7s", inUse: inSnapshot},
 		"timeouts.courier":                 {to: "5s", inUse: inSnapshot},
+
+		// The notices: their templates are the plugin's, their switches
+		// and retries are read from the snapshot as each notice is tried.
+		"template.password_changed.subject": {to: "Changed", inUse: inPlugin},
+		"template.password_changed.text":    {to: "Changed at {{formatTime .At}}", inUse: inPlugin},
+		"template.password_changed.html":    {to: "<p>Changed at {{formatTime .At}}</p>", inUse: inPlugin},
+		"template.reset_void.subject":       {to: "Nothing changed", inUse: inPlugin},
+		"template.reset_void.text":          {to: "Nothing changed at {{formatTime .At}}", inUse: inPlugin},
+		"template.reset_void.html":          {to: "<p>Nothing changed</p>", inUse: inPlugin},
+		"notices.password_changed.enabled":  {to: false, inUse: inSnapshot},
+		"notices.reset_void.enabled":        {to: false, inUse: inSnapshot},
+		"notices.max_attempts":              {to: 3, inUse: inSnapshot},
+		"notices.retry_backoff":             {to: "2m", inUse: inSnapshot},
 	}
 
 	raw, err := os.ReadFile(shipped)

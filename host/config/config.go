@@ -55,6 +55,9 @@ type Config struct {
 	TLS TLS `koanf:"tls"`
 	// Gate is GET /gate's own listener (see listeners.go).
 	Gate Gate `koanf:"gate"`
+	// Notices are the mails that tell users about their account and carry
+	// no secret (package notify).
+	Notices Notices `koanf:"notices"`
 
 	// PluginConfig is the password, smtp and template sections as JSON, passed
 	// to the plugin's Configure.
@@ -148,6 +151,38 @@ type Timeouts struct {
 	Courier time.Duration `koanf:"courier"`
 }
 
+// Notices configures the notices: which are sent, and how often one that
+// cannot be sent is tried. Each notice reads the snapshot when it is tried,
+// so a reload applies to the notices still queued.
+type Notices struct {
+	// PasswordChanged: "your password was changed", after the settings
+	// hook saw a new password (the forced change or any other).
+	PasswordChanged NoticeSwitch `koanf:"password_changed"`
+	// ResetVoid: "someone asked to recover your account; you signed in
+	// with your current password, so nothing changed".
+	ResetVoid NoticeSwitch `koanf:"reset_void"`
+	// MaxAttempts bounds the tries of one notice, the first included.
+	MaxAttempts int `koanf:"max_attempts"`
+	// RetryBackoff is the wait before the second try; it doubles before
+	// each further one, up to MaxNoticeRetryWait.
+	RetryBackoff time.Duration `koanf:"retry_backoff"`
+}
+
+// NoticeSwitch turns one notice on or off.
+type NoticeSwitch struct {
+	Enabled bool `koanf:"enabled"`
+}
+
+// Limits of notices.max_attempts and notices.retry_backoff: ten tries with
+// a wait of at most an hour between two keep a notice's last try within a
+// day, when it still tells the user something.
+const (
+	MaxNoticeAttempts  = 10
+	MinNoticeBackoff   = time.Second
+	MaxNoticeBackoff   = 10 * time.Minute
+	MaxNoticeRetryWait = time.Hour
+)
+
 // MaxCourierTimeout keeps every /courier answer inside the smallest courier
 // deadline of the supported Kratos versions (v26: 10 s; v1.3.1: 30 s), with
 // a margin for the network and Kratos's own work.
@@ -175,6 +210,10 @@ func defaults() map[string]any {
 		"timeouts.kratos":                  "3s",
 		"timeouts.smtp":                    "5s",
 		"timeouts.courier":                 "8s",
+		"notices.password_changed.enabled": true,
+		"notices.reset_void.enabled":       true,
+		"notices.max_attempts":             5,
+		"notices.retry_backoff":            "30s",
 	}
 }
 
@@ -351,6 +390,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeouts.Courier < time.Second || c.Timeouts.Courier > MaxCourierTimeout {
 		add("timeouts.courier: %s is outside 1s..%s (Kratos v26's courier gives up after 10s and sends the message again)", c.Timeouts.Courier, MaxCourierTimeout)
+	}
+	if c.Notices.MaxAttempts < 1 || c.Notices.MaxAttempts > MaxNoticeAttempts {
+		add("notices.max_attempts: %d is outside 1..%d (1: a notice that cannot be sent is not tried again)", c.Notices.MaxAttempts, MaxNoticeAttempts)
+	}
+	if c.Notices.RetryBackoff < MinNoticeBackoff || c.Notices.RetryBackoff > MaxNoticeBackoff {
+		add("notices.retry_backoff: %s is outside %s..%s", c.Notices.RetryBackoff, MinNoticeBackoff, MaxNoticeBackoff)
 	}
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}

@@ -43,6 +43,12 @@ func TestParseAppliesDefaults(t *testing.T) {
 		Secrets:  Secrets{Cipher: []string{"0123456789abcdef0123456789abcdef-cipher"}},
 		Log:      Log{Format: "json", Level: "info"},
 		Timeouts: Timeouts{Kratos: 3 * time.Second, SMTP: 5 * time.Second, Courier: 8 * time.Second},
+		Notices: Notices{
+			PasswordChanged: NoticeSwitch{Enabled: true},
+			ResetVoid:       NoticeSwitch{Enabled: true},
+			MaxAttempts:     5,
+			RetryBackoff:    30 * time.Second,
+		},
 	}
 	if diff := cmp.Diff(want, *c, cmpIgnorePluginConfig); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -110,6 +116,12 @@ func TestParseRefuses(t *testing.T) {
 		{"courier timeout above Kratos v26's 10s", minimal + "timeouts: {courier: 10s}", nil, "timeouts.courier:"},
 		{"courier timeout too short", minimal + "timeouts: {courier: 500ms}", nil, "timeouts.courier:"},
 		{"not yaml", "webhook: [", nil, "parse config YAML"},
+		{"no notice attempt", minimal + "notices: {max_attempts: 0}", nil, "notices.max_attempts:"},
+		{"too many notice attempts", minimal + "notices: {max_attempts: 11}", nil, "notices.max_attempts:"},
+		{"notice backoff too short", minimal + "notices: {retry_backoff: 500ms}", nil, "notices.retry_backoff:"},
+		{"notice backoff too long", minimal + "notices: {retry_backoff: 11m}", nil, "notices.retry_backoff:"},
+		{"notice switch not a bool", minimal, []string{"GATEWAY_NOTICES__RESET_VOID__ENABLED=perhaps"}, "enabled"},
+		{"unknown notice", minimal + "notices: {password_expired: {enabled: true}}", nil, "unknown key(s) password_expired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,5 +190,33 @@ func TestKeepCurrentFalseWarns(t *testing.T) {
 	}
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("warnings of the default config = %q, want none", w)
+	}
+}
+
+// Each notice is switched off on its own, in the file or the environment.
+func TestNoticesSwitchOffOneByOne(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                string
+		yaml                string
+		env                 []string
+		wantChanged, wantRV bool
+	}{
+		{"defaults", minimal, nil, true, true},
+		{"password_changed off in the file", minimal + "notices: {password_changed: {enabled: false}}", nil, false, true},
+		{"reset_void off in the environment", minimal, []string{"GATEWAY_NOTICES__RESET_VOID__ENABLED=false"}, true, false},
+		{"both off", minimal + "notices: {password_changed: {enabled: false}, reset_void: {enabled: false}}", nil, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse([]byte(tt.yaml), tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Notices.PasswordChanged.Enabled != tt.wantChanged || c.Notices.ResetVoid.Enabled != tt.wantRV {
+				t.Errorf("notices = %+v, want password_changed %t, reset_void %t", c.Notices, tt.wantChanged, tt.wantRV)
+			}
+		})
 	}
 }
