@@ -36,6 +36,8 @@ type Identity struct {
 	Traits            map[string]any
 	MetadataPublic    map[string]any
 	MetadataAdmin     map[string]any
+	// RecoveryAddresses are the identity's recovery addresses via email, as
+	// Kratos stores them.
 	RecoveryAddresses []string
 	// PasswordHash is the stored hash of the password credential (bcrypt,
 	// argon2id or an imported format); empty without one.
@@ -339,7 +341,11 @@ func fromKratos(ki *kratos.Identity) (*Identity, error) {
 		return nil, fmt.Errorf("identity %s metadata_admin: %w", ki.Id, err)
 	}
 	for _, a := range ki.RecoveryAddresses {
-		out.RecoveryAddresses = append(out.RecoveryAddresses, a.Value)
+		// Kratos may recover through other channels too (via sms from
+		// v26 on); the gateway only mails.
+		if a.Via == "" || a.Via == "email" {
+			out.RecoveryAddresses = append(out.RecoveryAddresses, a.Value)
+		}
 	}
 	if ki.Credentials != nil {
 		if pw, ok := (*ki.Credentials)["password"]; ok {

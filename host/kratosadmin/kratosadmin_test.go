@@ -382,6 +382,10 @@ func TestFromKratos(t *testing.T) {
 			with(func(i *Identity) { i.PasswordHash = "" })},
 		{"no recovery address", func(m map[string]any) { m["recovery_addresses"] = []any{} },
 			with(func(i *Identity) { i.RecoveryAddresses = nil })},
+		{"a recovery address via sms", func(m map[string]any) {
+			addrs := m["recovery_addresses"].([]any)
+			addrs[0].(map[string]any)["value"], addrs[0].(map[string]any)["via"] = "+15550100", "sms"
+		}, with(func(i *Identity) { i.RecoveryAddresses = []string{"alice@work.example"} })},
 		{"no state, no created_at", func(m map[string]any) { delete(m, "state"); delete(m, "created_at") },
 			with(func(i *Identity) { i.State, i.CreatedAt = "", time.Time{} })},
 	}
