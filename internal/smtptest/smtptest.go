@@ -1,6 +1,7 @@
 // Package smtptest runs real SMTP servers on loopback for tests: go-smtp with
-// real TLS (a throwaway CA) and AUTH PLAIN, recording what they receive and
-// injecting the failures an SMTP gateway produces.
+// real TLS (a throwaway CA) and AUTH PLAIN (or AUTH XOAUTH2 with a token
+// validator of the test's), recording what they receive and injecting the
+// failures an SMTP gateway produces.
 package smtptest
 
 import (
@@ -120,6 +121,17 @@ type Options struct {
 	// server has seen so far, counting from 1; a non-nil reply refuses it,
 	// e.g. 421 from a server closing a session that sent enough mails.
 	MailErr func(n int) *smtp.SMTPError
+	// XOAUTH2, if set, makes AUTH XOAUTH2 the only mechanism the server
+	// offers (User and Password are then unused): the client's
+	// "user=<user>\x01auth=Bearer <token>\x01\x01" is parsed and
+	// XOAUTH2(user, token) decides. nil accepts; a refusal is answered
+	// with the *smtp.SMTPError in the error, 535 5.7.8 when there is none;
+	// a malformed response 501 5.5.2 (see XOAUTH2Server).
+	XOAUTH2 func(user, token string) error
+	// XOAUTH2ErrorChallenge refuses tokens as Gmail and Microsoft 365 do:
+	// first a 334 with a JSON error status, then, after the client's
+	// empty answer, the refusal.
+	XOAUTH2ErrorChallenge bool
 }
 
 // Received is one mail the server accepted.
@@ -129,7 +141,8 @@ type Received struct {
 	Data []byte
 }
 
-// Server is a go-smtp server on 127.0.0.1 with AUTH PLAIN over real TLS.
+// Server is a go-smtp server on 127.0.0.1 with AUTH PLAIN (or XOAUTH2) over
+// real TLS.
 type Server struct {
 	Addr string
 	Port int
@@ -141,6 +154,8 @@ type Server struct {
 	sessions int      // EHLO/HELO greetings
 	authed   []string // usernames that authenticated
 	attempts int      // AUTH exchanges, successful or not
+	failed   int      // AUTH exchanges refused
+	tokens   []string // XOAUTH2 bearer tokens presented
 	mailCmds int      // MAIL FROM commands
 	rcptCmds int      // RCPT TO commands
 	dataCmds int      // DATA bodies received
@@ -222,6 +237,12 @@ type State struct {
 	RcptCmds int      // RCPT TO commands, accepted or not
 	DataCmds int      // DATA bodies received, accepted or not
 	Mails    []Received
+	// AuthFailed counts the AUTH exchanges refused: wrong credentials, a
+	// token the XOAUTH2 validator refused, a malformed XOAUTH2 response.
+	AuthFailed int
+	// Tokens are the bearer tokens of the well-formed XOAUTH2 responses,
+	// accepted or not, in order.
+	Tokens []string
 }
 
 // State returns a copy of what the server saw so far.
@@ -229,13 +250,15 @@ func (srv *Server) State() State {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	return State{
-		Sessions: srv.sessions,
-		Authed:   append([]string(nil), srv.authed...),
-		Attempts: srv.attempts,
-		MailCmds: srv.mailCmds,
-		RcptCmds: srv.rcptCmds,
-		DataCmds: srv.dataCmds,
-		Mails:    append([]Received(nil), srv.mails...),
+		Sessions:   srv.sessions,
+		Authed:     append([]string(nil), srv.authed...),
+		Attempts:   srv.attempts,
+		MailCmds:   srv.mailCmds,
+		RcptCmds:   srv.rcptCmds,
+		DataCmds:   srv.dataCmds,
+		Mails:      append([]Received(nil), srv.mails...),
+		AuthFailed: srv.failed,
+		Tokens:     append([]string(nil), srv.tokens...),
 	}
 }
 
@@ -267,9 +290,20 @@ type testSession struct {
 	to   []string
 }
 
-func (s *testSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *testSession) AuthMechanisms() []string {
+	if s.srv.opts.XOAUTH2 != nil {
+		return []string{XOAUTH2}
+	}
+	return []string{sasl.Plain}
+}
 
 func (s *testSession) Auth(mech string) (sasl.Server, error) {
+	if s.srv.opts.XOAUTH2 != nil {
+		if mech != XOAUTH2 {
+			return nil, smtp.ErrAuthUnknownMechanism
+		}
+		return &XOAUTH2Server{Validate: s.srv.validateXOAUTH2, ErrorChallenge: s.srv.opts.XOAUTH2ErrorChallenge, malformed: s.srv.malformedXOAUTH2}, nil
+	}
 	if mech != sasl.Plain {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
@@ -278,11 +312,36 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 		defer s.srv.mu.Unlock()
 		s.srv.attempts++
 		if username != s.srv.opts.User || password != s.srv.opts.Password {
+			s.srv.failed++
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
 		}
 		s.srv.authed = append(s.srv.authed, username)
 		return nil
 	}), nil
+}
+
+// validateXOAUTH2 asks Options.XOAUTH2 and counts the verdict. The lock is
+// not held while it runs: a validator may be slow (an HTTP call to an
+// OAuth2 server).
+func (srv *Server) validateXOAUTH2(user, token string) error {
+	err := srv.opts.XOAUTH2(user, token)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.attempts++
+	srv.tokens = append(srv.tokens, token)
+	if err != nil {
+		srv.failed++
+		return err
+	}
+	srv.authed = append(srv.authed, user)
+	return nil
+}
+
+func (srv *Server) malformedXOAUTH2() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.attempts++
+	srv.failed++
 }
 
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
