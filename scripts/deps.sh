@@ -85,7 +85,7 @@ build_kratos() {
 build_hydra() {
   local out="$cache/hydra-$HYDRA_VERSION/hydra"
   [ -x "$out" ] && return 0
-  echo "deps: building Ory Hydra $HYDRA_VERSION from the Go module proxy (about 3 minutes on 2 cores, once)" >&2
+  echo "deps: building Ory Hydra $HYDRA_VERSION from the Go module proxy (about 4 minutes on 2 cores with nothing cached, once)" >&2
   mkdir -p "$(dirname "$out")"
   (cd "$root/integration/tools/hydra" && GOWORK=off go build -tags sqlite -trimpath \
     -ldflags "-X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" \
