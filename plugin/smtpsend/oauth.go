@@ -44,6 +44,13 @@ type OAuth2Config struct {
 	// a trace or a log line. Prefer GATEWAY_SMTP__OAUTH2__CLIENT_SECRET.
 	ClientSecret string   `koanf:"client_secret"`
 	Scopes       []string `koanf:"scopes"`
+	// ClientAuth is how the client credentials reach the token endpoint:
+	// basic (an Authorization header, RFC 6749's default, and the default
+	// here) or post (in the form body). One method, never a guess: x/oauth2's
+	// auto-detection retries a refused request the other way, and the
+	// endpoint's answer to that retry (often invalid_client) would hide
+	// the real one, such as invalid_scope.
+	ClientAuth string `koanf:"client_auth"`
 	// ServiceAccountFile is a Google service account key (JSON). Its
 	// private key is a secret; token_url, when set, overrides its token_uri.
 	ServiceAccountFile string `koanf:"service_account_file"`
@@ -52,7 +59,7 @@ type OAuth2Config struct {
 
 // set reports whether any key of the section is set.
 func (o OAuth2Config) set() bool {
-	return o.TokenURL != "" || o.ClientID != "" || o.ClientSecret != "" || len(o.Scopes) > 0 ||
+	return o.TokenURL != "" || o.ClientID != "" || o.ClientSecret != "" || len(o.Scopes) > 0 || o.ClientAuth != "" ||
 		o.ServiceAccountFile != "" || o.Subject != ""
 }
 
@@ -85,8 +92,9 @@ func (o OAuth2Config) check() (grant, []error) {
 		}
 	}
 	if o.ServiceAccountFile != "" {
-		if o.ClientID != "" || o.ClientSecret != "" {
-			add(invalid("smtp.oauth2", "set either service_account_file (Google) or client_id and client_secret (client credentials), not both"))
+		if o.ClientID != "" || o.ClientSecret != "" || o.ClientAuth != "" {
+			add(invalid("smtp.oauth2", "set either service_account_file (Google) or client_id, client_secret and client_auth "+
+				"(client credentials), not both"))
 		}
 		if o.Subject == "" {
 			add(invalid("smtp.oauth2.subject", "must be set to the mailbox the service account sends as (domain-wide delegation), "+
@@ -145,6 +153,15 @@ func (o OAuth2Config) check() (grant, []error) {
 	if len(o.Scopes) == 0 {
 		add(invalid("smtp.oauth2.scopes", "must list the scopes to ask for, e.g. https://outlook.office365.com/.default (Microsoft 365)"))
 	}
+	style := oauth2.AuthStyleInHeader
+	switch o.ClientAuth {
+	case "", "basic":
+	case "post":
+		style = oauth2.AuthStyleInParams
+	default:
+		add(invalid("smtp.oauth2.client_auth", "%q is not a client authentication method: use basic (an Authorization header) "+
+			"or post (in the form body)", truncate(o.ClientAuth, 40)))
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -153,6 +170,7 @@ func (o OAuth2Config) check() (grant, []error) {
 		ClientSecret: o.ClientSecret,
 		TokenURL:     o.TokenURL,
 		Scopes:       o.Scopes,
+		AuthStyle:    style,
 	}}, nil
 }
 
@@ -422,10 +440,21 @@ func (c *tokens) explain(ctx context.Context, rec *responseRecorder, err error) 
 			status = rErr.Response.StatusCode
 		}
 		answer := fmt.Sprintf("HTTP %d", status)
-		if rErr.ErrorCode != "" {
-			answer += " " + c.clean(rErr.ErrorCode, 60)
-			if rErr.ErrorDescription != "" {
-				answer += fmt.Sprintf(" (%s)", c.clean(rErr.ErrorDescription, maxDescription))
+		code, desc := rErr.ErrorCode, rErr.ErrorDescription
+		if code == "" {
+			// x/oauth2/jwt leaves the RFC 6749 error in the body.
+			var body struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if json.Unmarshal(rErr.Body, &body) == nil {
+				code, desc = body.Error, body.Description
+			}
+		}
+		if code != "" {
+			answer += " " + c.clean(code, 60)
+			if desc != "" {
+				answer += fmt.Sprintf(" (%s)", c.clean(desc, maxDescription))
 			}
 		} else {
 			answer += rec.describe()

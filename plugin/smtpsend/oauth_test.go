@@ -42,14 +42,20 @@ func oauthConfig() Config {
 	return c
 }
 
-// writeServiceAccount writes a service account key file with key (nil: a
-// fresh RSA key) and the fields edit changes.
+// writeServiceAccount writes a service account key file with a fresh RSA
+// key and the fields edit changes.
 func writeServiceAccount(t *testing.T, edit func(map[string]any)) string {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return writeServiceAccountKey(t, key, edit)
+}
+
+// writeServiceAccountKey is writeServiceAccount with the given key.
+func writeServiceAccountKey(t *testing.T, key *rsa.PrivateKey, edit func(map[string]any)) string {
+	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +137,9 @@ func TestValidateAuth(t *testing.T) {
 		{name: "no client_secret", edit: func(c *Config) { c.OAuth2.ClientSecret = "" },
 			wantKeys: []string{"smtp.oauth2.client_secret"}, wantText: "GATEWAY_SMTP__OAUTH2__CLIENT_SECRET"},
 		{name: "no scopes", edit: func(c *Config) { c.OAuth2.Scopes = nil }, wantKeys: []string{"smtp.oauth2.scopes"}},
+		{name: "client_auth post", edit: func(c *Config) { c.OAuth2.ClientAuth = "post" }},
+		{name: "client_auth unknown", edit: func(c *Config) { c.OAuth2.ClientAuth = "client_secret_jwt" },
+			wantKeys: []string{"smtp.oauth2.client_auth"}, wantText: "basic"},
 		{name: "scope with a space", edit: func(c *Config) { c.OAuth2.Scopes = []string{"a b"} },
 			wantKeys: []string{"smtp.oauth2.scopes"}, wantText: "one scope per entry"},
 		{name: "subject with client credentials", edit: func(c *Config) { c.OAuth2.Subject = "x@example.com" },

@@ -1,10 +1,16 @@
 package smtpsend
 
 import (
+	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,16 +35,29 @@ type issuer struct {
 	mu      sync.Mutex
 	issued  []string
 	revoked map[string]bool
+	methods []string // how each request authenticated the client: basic or post
 }
 
 func newIssuer(t testing.TB) *issuer {
 	iss := &issuer{revoked: map[string]bool{}}
 	iss.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
-		if !ok || id != "app-id" || secret != testClientSecret || r.PostFormValue("grant_type") != "client_credentials" {
-			w.Header().Set("Content-Type", "application/json")
+		method := "basic"
+		if !ok {
+			id, secret, method = r.PostFormValue("client_id"), r.PostFormValue("client_secret"), "post"
+		}
+		iss.mu.Lock()
+		iss.methods = append(iss.methods, method)
+		iss.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if id != "app-id" || secret != testClientSecret || r.PostFormValue("grant_type") != "client_credentials" {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed."}`))
+			return
+		}
+		if r.PostFormValue("scope") == "not-granted" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_scope","error_description":"The requested scope is not granted to this client."}`))
 			return
 		}
 		b := make([]byte, 16)
@@ -47,7 +66,6 @@ func newIssuer(t testing.TB) *issuer {
 		iss.mu.Lock()
 		iss.issued = append(iss.issued, tok)
 		iss.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": 3600, "scope": r.PostFormValue("scope")})
 	}))
 	t.Cleanup(iss.srv.Close)
@@ -257,6 +275,49 @@ func TestExplicitAuthMechanism(t *testing.T) {
 	}
 }
 
+// The client authenticates one way, basic unless client_auth says post, and
+// a refusal is reported as the endpoint gave it: no second request the other
+// way whose answer would hide the first.
+func TestClientAuthMethods(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		clientAuth, scope string
+		wantMethod        string
+		wantErr           string // "" for a token
+	}{
+		{clientAuth: "", scope: "mail.send", wantMethod: "basic"},
+		{clientAuth: "basic", scope: "mail.send", wantMethod: "basic"},
+		{clientAuth: "post", scope: "mail.send", wantMethod: "post"},
+		{clientAuth: "", scope: "not-granted", wantMethod: "basic", wantErr: "HTTP 400 invalid_scope (The requested scope is not granted"},
+		{clientAuth: "post", scope: "not-granted", wantMethod: "post", wantErr: "HTTP 400 invalid_scope"},
+	} {
+		t.Run(tt.clientAuth+" "+tt.scope, func(t *testing.T) {
+			t.Parallel()
+			iss := newIssuer(t)
+			cfg := oauthConfig()
+			cfg.OAuth2.TokenURL, cfg.OAuth2.ClientAuth, cfg.OAuth2.Scopes = iss.srv.URL, tt.clientAuth, []string{tt.scope}
+			g, errs := cfg.OAuth2.check()
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			c := newTokens(g, testClientSecret, time.Now)
+			defer c.close()
+			_, _, err := c.get(context.Background())
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("get: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("get = %v, want %q", err, tt.wantErr)
+			}
+			iss.mu.Lock()
+			defer iss.mu.Unlock()
+			if !slices.Equal(iss.methods, []string{tt.wantMethod}) {
+				t.Errorf("requests authenticated %v, want one, %s", iss.methods, tt.wantMethod)
+			}
+		})
+	}
+}
+
 func findStep(steps []sdk.SMTPStep, stage string) *sdk.SMTPStep {
 	for i := range steps {
 		if steps[i].Stage == stage {
@@ -291,5 +352,133 @@ func benchmarkXOAUTH2(b *testing.B, opts ...Option) {
 	}
 	if n := iss.count(); n != 1 {
 		b.Errorf("token requests = %d, want 1", n)
+	}
+}
+
+// googleEndpoint is a token endpoint that takes the JWT bearer grant the way
+// Google's does for a service account (RFC 7523 as Google documents it):
+// the assertion must be signed RS256 by the account's key (kid = its
+// private_key_id), with iss = client_email, sub = the mailbox, aud = the
+// token URL, the scopes in a "scope" claim, and at most an hour between iat
+// and exp. Google's endpoint cannot run here, and Hydra's jwt-bearer grant
+// differs from it (it wants client authentication, a jti and the scope as
+// a form field), so what the plugin sends Google is checked here.
+type googleEndpoint struct {
+	srv     *httptest.Server
+	pub     *rsa.PublicKey
+	email   string
+	mu      sync.Mutex
+	claims  []map[string]any // of each valid assertion
+	refused []string         // why assertions were refused
+}
+
+func newGoogleEndpoint(t *testing.T, pub *rsa.PublicKey, email string) *googleEndpoint {
+	g := &googleEndpoint{pub: pub, email: email}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, why := g.verify(r)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if why != "" {
+			g.refused = append(g.refused, why)
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, why)
+			return
+		}
+		g.claims = append(g.claims, claims)
+		_, _ = fmt.Fprintf(w, `{"access_token":"ya29.test-%d","token_type":"Bearer","expires_in":3599}`, len(g.claims))
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *googleEndpoint) verify(r *http.Request) (map[string]any, string) {
+	if r.PostFormValue("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+		return nil, "grant_type is not jwt-bearer"
+	}
+	parts := strings.Split(r.PostFormValue("assertion"), ".")
+	if len(parts) != 3 {
+		return nil, "the assertion is not a JWS"
+	}
+	decode := func(part string, into any) bool {
+		raw, err := base64.RawURLEncoding.DecodeString(part)
+		return err == nil && json.Unmarshal(raw, into) == nil
+	}
+	var header struct{ Alg, Kid string }
+	var claims map[string]any
+	if !decode(parts[0], &header) || !decode(parts[1], &claims) {
+		return nil, "the assertion does not decode"
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, "the signature does not decode"
+	}
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if header.Alg != "RS256" || header.Kid != "key-1" || rsa.VerifyPKCS1v15(g.pub, crypto.SHA256, digest[:], sig) != nil {
+		return nil, "the signature does not verify with the service account's key"
+	}
+	iat, _ := claims["iat"].(float64)
+	exp, _ := claims["exp"].(float64)
+	now := float64(time.Now().Unix())
+	switch {
+	case claims["iss"] != g.email:
+		return nil, "iss is not the service account"
+	case claims["aud"] != g.srv.URL+"/token":
+		return nil, "aud is not the token URL"
+	case claims["sub"] != testUser:
+		return nil, "sub is not the mailbox"
+	case claims["scope"] != googleMailScope:
+		return nil, "scope is not https://mail.google.com/"
+	case iat > now+60 || exp < now || exp-iat > 3600:
+		return nil, "iat and exp are not a window of at most an hour around now"
+	}
+	return claims, ""
+}
+
+// A Google service account signs in: the plugin signs the assertion with
+// the file's key, gets a token, and sends over XOAUTH2 as the subject.
+func TestXOAUTH2GoogleServiceAccount(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const email = "mailer@project.iam.gserviceaccount.com"
+	google := newGoogleEndpoint(t, &key.PublicKey, email)
+	saFile := writeServiceAccountKey(t, key, func(m map[string]any) { m["token_uri"] = google.srv.URL + "/token" })
+	var presented []string
+	var mu sync.Mutex
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS, XOAUTH2: func(user, token string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		presented = append(presented, user+" "+token)
+		return nil
+	}})
+	cfg := config(srv, SecurityTLS)
+	cfg.AuthorizationCode, cfg.Auth = "", AuthXOAUTH2
+	cfg.OAuth2 = OAuth2Config{ServiceAccountFile: saFile, Subject: testUser}
+	res, err := newSender(t, cfg).SendTraced(testCtx(t, 5*time.Second), Mail{To: "user@example.org", Subject: "s", Text: "t"})
+	if err != nil {
+		google.mu.Lock()
+		t.Fatalf("send: %v (endpoint refused: %q)", err, google.refused)
+	}
+	if len(google.claims) != 1 || !slices.Equal(presented, []string{testUser + " ya29.test-1"}) {
+		t.Errorf("assertions accepted %d, sign-ins %q; want one, as %s with the token", len(google.claims), presented, testUser)
+	}
+	if d := res.Trace[0].Detail; !strings.Contains(d, "JWT grant of service account "+email+" for "+testUser) || !strings.Contains(d, googleMailScope) {
+		t.Errorf("token step %q, want the service account, the subject and the scope", d)
+	}
+	if strings.Contains(traceText(res.Trace), "ya29.") {
+		t.Error("the trace holds the token")
+	}
+
+	// Another key than the file's public one: refused by the endpoint, and
+	// the error says which keys to check.
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	cfg.OAuth2.ServiceAccountFile = writeServiceAccountKey(t, other, func(m map[string]any) { m["token_uri"] = google.srv.URL + "/token" })
+	_, err = newSender(t, cfg).Send(testCtx(t, 5*time.Second), Mail{To: "user@example.org", Subject: "s", Text: "t"})
+	if !errors.Is(err, sdk.ErrRejected) || !strings.Contains(err.Error(), "HTTP 400 invalid_grant") ||
+		!strings.Contains(err.Error(), "smtp.oauth2.service_account_file") || strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Errorf("send with a key the endpoint does not know = %v", err)
 	}
 }
