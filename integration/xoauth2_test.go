@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
 )
@@ -160,5 +162,43 @@ func TestXOAUTH2SMTPTest(t *testing.T) {
 	}
 	if srv.State().Sessions != sessions {
 		t.Error("smtp test with a wrong secret opened an SMTP session")
+	}
+}
+
+// Tokens are replaced before they expire: with Hydra issuing 8-second
+// tokens, a sign-in every second for 20 seconds (the server drops the
+// pooled session after each mail) never presents an expired token, so
+// Hydra's introspection refuses none, and the mails span several tokens.
+func TestXOAUTH2TokensRefreshedBeforeExpiry(t *testing.T) {
+	h := startHydraWith(t, hydraOptions{AccessTokenTTL: 8 * time.Second})
+	id, secret := h.createClient(t, xoauth2Scope)
+	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS, XOAUTH2: h.xoauth2Validator(t, env.smtpUser, xoauth2Scope)})
+	_, stop := runHostWith(t, writeConfig(t, xoauth2Config(srv, h, id, secret)))
+	t.Cleanup(stop)
+
+	to := uniqueEmail(t)
+	const mails = 20
+	for i := range mails {
+		body, err := json.Marshal(map[string]any{
+			"recipient": to, "template_type": "verification_code_valid", "message_type": "email",
+			"subject": "Please verify your email address", "body": fmt.Sprintf("Your code is %06d\n", i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, out := postCourier(t, "Bearer "+env.apiKey, body); status != http.StatusOK {
+			t.Fatalf("mail %d: HTTP %d %v", i, status, out)
+		}
+		srv.Kick()
+		time.Sleep(time.Second)
+	}
+	st := srv.State()
+	distinct := map[string]bool{}
+	for _, tok := range st.Tokens {
+		distinct[tok] = true
+	}
+	if len(st.Mails) != mails || st.AuthFailed != 0 || len(distinct) < 3 {
+		t.Errorf("%d mails, %d refused sign-ins, %d distinct tokens over %d sign-ins; want %d mails, none refused, 3 tokens or more",
+			len(st.Mails), st.AuthFailed, len(distinct), len(st.Tokens), mails)
 	}
 }
