@@ -26,6 +26,7 @@ type Metrics struct {
 	reloads   *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 	wiring    prometheus.Gauge
+	notices   *prometheus.CounterVec
 }
 
 // New registers the metrics. restarts reports the plugin relaunches so far.
@@ -65,8 +66,12 @@ func New(restarts func() int) *Metrics {
 			Name: "kratos_email_gateway_config_reloads_total",
 			Help: "Config file reloads by result (applied, refused).",
 		}, []string{"result"}),
+		notices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_notices_total",
+			Help: "Notices by kind (password_changed, reset_void) and result: sent, retried (a try failed, another is due), failed (given up), dropped (queue full or shutting down), skipped (switched off, no recovery address, the change was not stored).",
+		}, []string{"kind", "result"}),
 	}
-	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads, m.refused, m.wiring,
+	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads, m.refused, m.wiring, m.notices,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_plugin_restarts_total",
 			Help: "Relaunches of the email plugin after it died.",
@@ -117,6 +122,25 @@ func (m *Metrics) Wiring(proven bool) {
 		v = 1
 	}
 	m.wiring.Set(v)
+}
+
+// noticeKinds and noticeResults bound the notice metric's labels to the
+// values package notify uses.
+var (
+	noticeKinds   = map[string]bool{sdk.NoticePasswordChanged: true, sdk.NoticeResetVoid: true}
+	noticeResults = map[string]bool{"sent": true, "retried": true, "failed": true, "dropped": true, "skipped": true}
+)
+
+// Notice counts one event of a notice (package notify); labels outside the
+// known values become "other", so no caller can grow the series.
+func (m *Metrics) Notice(kind, result string) {
+	if !noticeKinds[kind] {
+		kind = "other"
+	}
+	if !noticeResults[result] {
+		result = "other"
+	}
+	m.notices.WithLabelValues(kind, result).Inc()
 }
 
 // ConfigReload counts one reload.
