@@ -551,3 +551,31 @@ func TestTokenWithoutExpiresIn(t *testing.T) {
 		t.Errorf("after the assumed lifetime: %v, %d requests; want a second fetch", err, n.Load())
 	}
 }
+
+// A token endpoint that does not answer fails the send when the send's own
+// deadline ends, naming the endpoint, as a temporary failure.
+func TestTokenEndpointSlow(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	cfg := oauthConfig()
+	cfg.OAuth2.TokenURL = srv.URL + "/token"
+	g, _ := cfg.OAuth2.check()
+	c := newTokens(g, testClientSecret, time.Now)
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, _, err := c.get(ctx)
+	var se *StageError
+	if !errors.As(err, &se) || se.Stage != StageToken || !se.Temporary ||
+		!strings.Contains(err.Error(), "deadline exceeded while waiting for the token endpoint "+srv.URL+"/token") {
+		t.Errorf("get with a silent endpoint = %v, want a temporary token-stage error naming the endpoint", err)
+	}
+}
