@@ -24,6 +24,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratospublic"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/listen"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
@@ -54,6 +55,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 	// The mailed_at marks still being written finish before the process
 	// exits, each bounded by timeouts.kratos.
 	defer svc.resets.Wait()
+	// So do the notices still queued, within notify.DrainTimeout, once the
+	// servers stopped taking requests (defers run last in, first out) and
+	// while the plugin still runs.
+	defer svc.drainNotices()
 	servers, err := openServers(cfg, svc, log)
 	if err != nil {
 		return err
@@ -111,6 +116,7 @@ type services struct {
 	kratos   *kratosadmin.Client
 	sessions *kratospublic.Client
 	resets   *recovery.Service
+	notices  *notify.Notifier
 	hook     *wiring.Status
 	server   *httpapi.Server
 	// demo is the demo UI, nil without demo_ui.listen.
@@ -132,7 +138,8 @@ func buildServices(cfg *config.Config, plugin servedPlugin, logs logging) *servi
 	// The one observer around the plugin: every delivery's SMTP stages go
 	// to the metrics.
 	gw := m.Observe(plugin)
-	s.resets = recovery.New(s.kratos, gw, time.Now, logs.host)
+	s.notices = notify.New(notify.Deps{Config: s.store.Current, Kratos: s.kratos, Plugin: gw, Observer: m, Log: logs.host})
+	s.resets = recovery.New(s.kratos, gw, time.Now, logs.host, recovery.WithNotices(s.notices))
 	// Until the wiring check proved that Kratos calls the migration hook,
 	// self-service recoveries get Kratos's own message (package wiring).
 	s.hook = wiring.NewStatus("")
@@ -157,6 +164,16 @@ func buildServices(cfg *config.Config, plugin servedPlugin, logs logging) *servi
 		RestartNeeded: s.store.RestartNeeded,
 	})
 	return s
+}
+
+// drainNotices lets the notices still queued or waiting for a retry go out
+// within notify.DrainTimeout; those it could not send are logged.
+func (s *services) drainNotices() {
+	ctx, cancel := context.WithTimeout(context.Background(), notify.DrainTimeout)
+	defer cancel()
+	if err := s.notices.Drain(ctx); err != nil {
+		s.logs.host.Warn("notices lost at shutdown", "event", "notice", "error", err.Error())
+	}
 }
 
 // checks are readiness's: the plugin is configured, Kratos's admin API is

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pwhash"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 )
@@ -93,6 +94,9 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 		return NoMatch, err
 	}
 	log.Info("user logged in with their current password; the pending reset is void", "event", "reset_void", "outcome", MatchCurrent)
+	// Someone asked to recover the account and the user did not use the
+	// temporary password: they hear of it, whether they asked or not.
+	s.notices.Notify(notify.Notice{Kind: notify.ResetVoid, IdentityID: id.ID, At: now})
 	return MatchCurrent, nil
 }
 
@@ -158,12 +162,23 @@ const (
 //
 // Clearing is tidiness, not safety: a pending reset is never reused once
 // Kratos stores a hash of its own (see keepable).
+//
+// The user hears that their password changed (a password_changed notice),
+// whether a reset was pending or not and even when the identity cannot be
+// read now: the hook's answer lets the change go on either way. The notice
+// waits until Kratos holds another hash than the one read here, so a
+// settings flow that fails after the hook announces nothing.
 func (s *Service) PasswordChanged(ctx context.Context, identityID string, pol Policy) (map[string]any, error) {
 	unlock := s.locks.lock(identityID)
 	defer unlock()
 	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, identityID)
 	})
+	notice := notify.Notice{Kind: notify.PasswordChanged, IdentityID: identityID, At: s.now()}
+	if err == nil {
+		notice.Supersedes = notify.HashDigest(id.PasswordHash)
+	}
+	s.notices.Notify(notice)
 	if err != nil {
 		return nil, fmt.Errorf("look up identity: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pwhash"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
@@ -109,6 +110,27 @@ type Mailer interface {
 	SendMessage(ctx context.Context, req *sdk.SendMessageRequest) (*sdk.SendMessageResponse, error)
 }
 
+// Notices hears of what a user is told about (package notify): a reset
+// voided at login, a password changed in the settings flow. Notify must
+// return at once; the notice is sent, or not, in the background.
+type Notices interface {
+	Notify(notify.Notice)
+}
+
+// noNotices is the Notices of a Service built without WithNotices.
+type noNotices struct{}
+
+func (noNotices) Notify(notify.Notice) {}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithNotices makes the Service tell n of the events users are told about.
+// Without it nothing is told: `gateway reset` has no notifier.
+func WithNotices(n Notices) Option {
+	return func(s *Service) { s.notices = n }
+}
+
 // Policy is the part of the config a reset follows; read per request so a
 // reload applies to the next message.
 type Policy struct {
@@ -166,11 +188,17 @@ type Service struct {
 	noRender sync.Once
 	// marks tracks the mailed_at marks still being written, see Reset.
 	marks sync.WaitGroup
+	// notices hears of voided resets and changed passwords.
+	notices Notices
 }
 
 // New returns a Service; now is injectable so tests control expiry times.
-func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{ids: ids, mail: mail, now: now, log: log}
+func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{ids: ids, mail: mail, now: now, log: log, notices: noNotices{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Reset issues a temporary password for req.IdentityID and mails it. It
