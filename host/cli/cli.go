@@ -42,6 +42,8 @@ Usage:
                                        send a test mail and print each SMTP stage
   gateway template preview --config FILE [--locale L] [--part text|html|all] [--method code|link|admin] [--out FILE]
                                        render the temporary password mail with sample data
+  gateway template preview --config FILE --notice password_changed|reset_void [--locale L] [--part text|html|all] [--out FILE]
+                                       render a notice with sample data
 
 Environment: GATEWAY_<KEY>, "__" between levels, overrides the file
 (e.g. GATEWAY_SMTP__AUTHORIZATION_CODE, GATEWAY_WEBHOOK__API_KEY).

@@ -132,6 +132,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"reset", "--id", "x", "-h"}, "gateway reset --config FILE"},
 		{[]string{"smtp", "test", "--help"}, "-to string"},
 		{[]string{"template", "preview", "--help"}, "-method string"},
+		{[]string{"template", "preview", "--help"}, "-notice string"},
+		{[]string{"template", "--help"}, "--notice password_changed|reset_void"},
 	}
 	for _, tt := range tests {
 		if code, stdout, stderr := run(tt.args); code != 0 || !strings.Contains(stdout, tt.want) || stderr != "" {

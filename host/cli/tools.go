@@ -70,7 +70,8 @@ func smtpTest(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-// templatePreview renders the temporary password mail with sample data.
+// templatePreview renders the temporary password mail, or a notice, with
+// sample data.
 func templatePreview(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("template preview", flag.ContinueOnError)
 	path := fs.String("config", "", "path of gateway.yaml")
@@ -79,11 +80,16 @@ func templatePreview(ctx context.Context, env Env, args []string) error {
 	part := fs.String("part", "text", "what to print: text, html or all")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	method := fs.String("method", "code", "what asked for the reset: code or link (a Kratos recovery, whose code or link the template sees as .RecoveryCode or .RecoveryURL) or admin (neither)")
+	notice := fs.String("notice", "", "render this notice instead of the password mail: "+sdk.NoticePasswordChanged+" or "+sdk.NoticeResetVoid)
 	if err := parseFlags(fs, env, args); err != nil {
 		return err
 	}
-	if *path == "" || (*part != "text" && *part != "html" && *part != "all") || (*method != "code" && *method != "link" && *method != "admin") {
-		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all; --method is code, link or admin")
+	methodSet := false
+	fs.Visit(func(f *flag.Flag) { methodSet = methodSet || f.Name == "method" })
+	if *path == "" || (*part != "text" && *part != "html" && *part != "all") || (*method != "code" && *method != "link" && *method != "admin") ||
+		(*notice != "" && *notice != sdk.NoticePasswordChanged && *notice != sdk.NoticeResetVoid) || (*notice != "" && methodSet) {
+		fmt.Fprintln(env.Stderr, "template preview: --config FILE is required; --part is text, html or all; --method is code, link or admin; --notice is "+
+			sdk.NoticePasswordChanged+" or "+sdk.NoticeResetVoid+", and a notice has no --method (it carries no code or link)")
 		return errUsage
 	}
 	cfg, proc, _, err := configuredPlugin(ctx, env, *path)
@@ -96,20 +102,32 @@ func templatePreview(ctx context.Context, env Env, args []string) error {
 		traits["locale"] = *locale
 	}
 	rawTraits, _ := json.Marshal(traits)
-	msg := &sdk.PasswordMessage{
-		Password:       "Sample-Pass-4711",
-		ExpiresAt:      time.Now().Add(cfg.Password.TTL),
-		LoginURL:       cfg.Kratos.LoginUIURL,
-		IdentityID:     "00000000-0000-4000-8000-000000000000",
-		IdentityTraits: rawTraits,
+	req := &sdk.RenderRequest{Recipient: *to}
+	if *notice != "" {
+		req.Notice = &sdk.NoticeMessage{
+			Kind:           *notice,
+			At:             time.Now(),
+			IdentityID:     "00000000-0000-4000-8000-000000000000",
+			IdentityTraits: rawTraits,
+			LoginURL:       cfg.Kratos.LoginUIURL,
+			SettingsURL:    cfg.Kratos.SettingsUIURL,
+		}
+	} else {
+		req.Password = &sdk.PasswordMessage{
+			Password:       "Sample-Pass-4711",
+			ExpiresAt:      time.Now().Add(cfg.Password.TTL),
+			LoginURL:       cfg.Kratos.LoginUIURL,
+			IdentityID:     "00000000-0000-4000-8000-000000000000",
+			IdentityTraits: rawTraits,
+		}
+		switch *method {
+		case "code":
+			req.Password.RecoveryCode = "482913"
+		case "link":
+			req.Password.RecoveryURL = strings.TrimRight(cfg.Kratos.PublicURL, "/") + "/self-service/recovery?flow=00000000-0000-4000-8000-000000000001&token=sample-token"
+		}
 	}
-	switch *method {
-	case "code":
-		msg.RecoveryCode = "482913"
-	case "link":
-		msg.RecoveryURL = strings.TrimRight(cfg.Kratos.PublicURL, "/") + "/self-service/recovery?flow=00000000-0000-4000-8000-000000000001&token=sample-token"
-	}
-	resp, err := proc.Render(ctx, &sdk.RenderRequest{Recipient: *to, Password: msg})
+	resp, err := proc.Render(ctx, req)
 	if err != nil {
 		return err
 	}
