@@ -36,9 +36,7 @@ type Identity struct {
 	Traits            map[string]any
 	MetadataPublic    map[string]any
 	MetadataAdmin     map[string]any
-	// RecoveryAddresses are the identity's recovery addresses via email, as
-	// Kratos stores them.
-	RecoveryAddresses []string
+	RecoveryAddresses []string // those via email, as Kratos stores them
 	// PasswordHash is the stored hash of the password credential (bcrypt,
 	// argon2id or an imported format); empty without one.
 	PasswordHash string
