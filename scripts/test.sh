@@ -36,7 +36,8 @@ go test -race -count=1 ./...
 # fixed in Go 1.27). FUZZTIME=30s (or 50000x) overrides every budget.
 step "fuzzing, about 10s per target (seed corpora run with the unit tests)"
 for target in host/httpapi:FuzzCourier:5000x host/httpapi:FuzzLoginHook:5000x host/httpapi:FuzzSettingsHook:8000x \
-              host/httpapi:FuzzPasswordHook:10000x host/config:FuzzParse:20000x plugin/mailtmpl:FuzzTemplates:100000x; do
+              host/httpapi:FuzzPasswordHook:10000x host/config:FuzzParse:20000x plugin/mailtmpl:FuzzTemplates:100000x \
+              plugin/mailtmpl:FuzzNoticeTemplates:25000x; do
   pkg=${target%%:*} rest=${target#*:}
   name=${rest%%:*} budget=${FUZZTIME:-${rest#*:}}
   if ! out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$budget" "./$pkg" 2>&1); then
