@@ -712,6 +712,9 @@ func TestRecipients(t *testing.T) {
 		{nil, nil},
 		{[]string{"a@example.com"}, []string{"a@example.com"}},
 		{[]string{"A@Example.com", "a@example.com", " a@EXAMPLE.com ", "b@example.com", ""}, []string{"A@Example.com", "b@example.com"}},
+		// The wiring check's canaries, and any other address that cannot
+		// take mail.
+		{[]string{"kratos-email-gateway-canary-3@canary.invalid", "c@example.com", "d@Example.INVALID"}, []string{"c@example.com"}},
 	}
 	for _, tt := range tests {
 		if diff := cmp.Diff(tt.want, Recipients(&kratosadmin.Identity{RecoveryAddresses: tt.in})); diff != "" {
