@@ -189,6 +189,8 @@ func (n *Notifier) Notify(nt Notice) {
 		n.obs.Notice(string(nt.Kind), ResultDropped)
 		return
 	}
+	// Logged now, so that a notice a crash loses still shows in the log.
+	log.Info("notice queued")
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
