@@ -52,6 +52,11 @@ func TestEveryKeyTakesEffectOnReloadOrIsRestartOnly(t *testing.T) {
 	certFile, keyFile := writeKeyPair(t, pki)
 	other := newFakeKratos(t)
 	restart := (func(*reloadHarness, string, any) bool)(nil)
+	// The other keys an OAuth2 edit needs to stay a valid config.
+	clientCredentials := map[string]any{"smtp.auth": "xoauth2", "smtp.oauth2.token_url": "https://login.example.org/t/token",
+		"smtp.oauth2.client_id": "app", "smtp.oauth2.client_secret": "client-secret", "smtp.oauth2.scopes": []string{"smtp.send"}}
+	serviceAccount := map[string]any{"smtp.auth": "xoauth2", "smtp.oauth2.service_account_file": "/etc/kratos-email-gateway/google.json",
+		"smtp.oauth2.subject": "no-reply@example.com"}
 	cases := map[string]reloadCase{
 		"enabled":                          {to: false, inUse: inSnapshot},
 		"listen":                           {to: "127.0.0.1:18080", inUse: restart},
@@ -83,6 +88,14 @@ func TestEveryKeyTakesEffectOnReloadOrIsRestartOnly(t *testing.T) {
 		"smtp.dkim.domain":                 {to: "example.org", also: map[string]any{"smtp.dkim.selector": "s1", "smtp.dkim.private_key_file": "/etc/kratos-email-gateway/dkim.pem"}, inUse: inPlugin},
 		"smtp.dkim.selector":               {to: "s2027", also: map[string]any{"smtp.dkim.domain": "example.org", "smtp.dkim.private_key_file": "/etc/kratos-email-gateway/dkim.pem"}, inUse: inPlugin},
 		"smtp.dkim.private_key_file":       {to: "/etc/kratos-email-gateway/dkim-2027.pem", also: map[string]any{"smtp.dkim.domain": "example.org", "smtp.dkim.selector": "s1"}, inUse: inPlugin},
+		"smtp.auth":                        {to: "plain", also: map[string]any{"smtp.authorization_code": "another-authorization-code"}, inUse: inPlugin},
+		"smtp.oauth2.token_url":            {to: "https://login.example.org/tenant/oauth2/v2.0/token", also: clientCredentials, inUse: inPlugin},
+		"smtp.oauth2.client_id":            {to: "another-app", also: clientCredentials, inUse: inPlugin},
+		"smtp.oauth2.client_secret":        {to: "another-client-secret", also: clientCredentials, inUse: inPlugin},
+		"smtp.oauth2.client_auth":          {to: "post", also: clientCredentials, inUse: inPlugin},
+		"smtp.oauth2.scopes":               {to: []string{"https://outlook.office365.com/.default"}, also: clientCredentials, inUse: inPlugin},
+		"smtp.oauth2.service_account_file": {to: "/etc/kratos-email-gateway/sa.json", also: serviceAccount, inUse: inPlugin},
+		"smtp.oauth2.subject":              {to: "accounts@example.org", also: serviceAccount, inUse: inPlugin},
 		"template.subject":                 {to: "Another subject", inUse: inPlugin},
 		"template.text":                    {to: "Another text {{.Password}}", inUse: inPlugin},
 		"template.html":                    {to: "<p>{{.Password}}</p>", inUse: inPlugin},
