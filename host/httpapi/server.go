@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
-	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/courier"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
@@ -26,6 +26,11 @@ import (
 // MaxBodyBytes caps request bodies. A courier message with a large identity
 // is a few KiB; anything near this is not from Kratos.
 const MaxBodyBytes = 1 << 20
+
+// Outbox stores a courier message for later delivery (package outbox).
+type Outbox interface {
+	Enqueue(ctx context.Context, msg courier.Message) (courier.Answer, error)
+}
 
 // Resetter performs a recovery reset and settles it at login.
 type Resetter interface {
@@ -76,6 +81,9 @@ type Deps struct {
 	// RestartNeeded, when set, lists the restart-only config keys the file
 	// changed since the start (config.Store.RestartNeeded).
 	RestartNeeded func() []string
+	// Outbox, when set, takes courier messages instead of delivering them
+	// while Kratos waits (queue.postgres_dsn).
+	Outbox Outbox
 }
 
 // Wiring is what the handlers need to know of the wiring check (package
@@ -97,6 +105,8 @@ type Server struct {
 	metrics  http.Handler
 	wiring   Wiring
 	restart  func() []string
+	deliver  *courier.Deliverer
+	outbox   Outbox
 	// keyFault is the last call from Kratos with a wrong API key, until a
 	// correctly keyed call arrives (see authenticated).
 	keyFault atomic.Pointer[keyFault]
@@ -110,8 +120,13 @@ type keyFault struct {
 
 // New returns a Server.
 func New(d Deps) *Server {
+	var w courier.Wiring
+	if d.Wiring != nil {
+		w = d.Wiring
+	}
 	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready,
-		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring, restart: d.RestartNeeded}
+		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring, restart: d.RestartNeeded,
+		deliver: courier.New(d.Reset, d.Send, d.Observer, w, d.Log), outbox: d.Outbox}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with
@@ -184,141 +199,41 @@ func (s *Server) courier(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "canary", "delivery": "none"})
 		return
 	}
-	start := time.Now()
-	// spent is where the message's time went outside the host, recorded
-	// where each call is made: the reset reports its own Kratos and plugin
-	// calls, the send below is timed here.
-	var spent recovery.Spent
-
 	// The whole answer has one deadline below the courier's own: Kratos
 	// v26 gives up on a delivery after 10 s (v1.3.1 after 30 s) and then
 	// retries, so a message must never still be in the gateway's hands
 	// when Kratos sends it again.
 	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeouts.Courier)
 	defer cancel()
-
-	delivery := "as_rendered"
-	if isRecovery(msg.TemplateType) && cfg.Enabled {
-		identityID := msg.TemplateData.Identity.ID
-		res, err := s.reset.Reset(ctx, recovery.Request{
-			IdentityID: identityID,
-			Recipient:  msg.Recipient,
-			Trigger:    "self-service",
-			Message:    msg.TemplateData.RecoveryCode + msg.TemplateData.RecoveryURL,
-			KratosCode: msg.TemplateData.RecoveryCode,
-			KratosURL:  msg.TemplateData.RecoveryURL,
-		}, s.policy(cfg, recovery.User))
+	if s.outbox != nil {
+		// The outbox answers once the message is stored; its workers
+		// deliver it (package outbox).
+		answer, err := s.outbox.Enqueue(ctx, msg.message())
 		if err != nil {
-			status := statusOf(err)
-			log.Error("recovery reset failed", "identity_id", msg.TemplateData.Identity.ID, "error", err.Error(), "status", status,
-				"kratos_retries", kratosRetries)
+			log.Error("courier message not queued", "error", err.Error(), "status", http.StatusServiceUnavailable, "kratos_retries", true)
 			s.observe.Message(msg.TemplateType, "failed")
-			s.observe.Reset("self-service", string(recovery.OutcomeFailed), "")
-			writeError(w, status, err.Error())
+			writeError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
-		s.observe.Reset("self-service", string(res.Outcome), res.Reason)
-		spent = res.Spent
-		if res.Outcome != recovery.OutcomeKratosMessage {
-			s.observe.Message(msg.TemplateType, string(res.Outcome))
-			logHandled(log, string(res.Outcome), start, spent)
-			// Duplicates and cooldowns are answered 2xx too: a retry would
-			// change nothing, and the mail the user already has stays valid.
-			answer := map[string]string{"status": string(res.Outcome), "delivery": "temporary_password"}
-			if res.Reason != "" {
-				answer["reason"] = res.Reason
-			}
-			writeJSON(w, http.StatusOK, answer)
-			return
-		}
-		// The gateway cannot take this recovery over safely: Kratos's own
-		// message (its code or link) goes out, so the user still recovers.
-		delivery = "kratos_message"
-	}
-
-	sendStart := time.Now()
-	resp, err := withTimeout(ctx, cfg.Timeouts.SMTP, func(ctx context.Context) (*sdk.SendMessageResponse, error) {
-		return s.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: msg.Recipient, Rendered: rendered(msg)})
-	})
-	spent.Plugin += time.Since(sendStart)
-	if err != nil {
-		status := statusOf(err)
-		log.Error("delivery failed", "error", err.Error(), "status", status, "kratos_retries", kratosRetries, "delivery", delivery)
-		s.observe.Message(msg.TemplateType, "failed")
-		writeError(w, status, fmt.Sprintf("send mail: %v", err))
+		writeJSON(w, http.StatusOK, answer)
 		return
 	}
-	s.observe.Message(msg.TemplateType, delivery)
-	log.Info("delivered as rendered by Kratos", "smtp_reply", resp.ServerReply, "delivery", delivery)
-	logHandled(log, delivery, start, spent)
-	writeJSON(w, http.StatusOK, map[string]string{"status": "sent", "delivery": delivery})
-}
-
-func withTimeout[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return f(ctx)
-}
-
-// logHandled writes where a handled message's time went: waiting on Kratos,
-// on the plugin (which includes SMTP), and the host's own work.
-func logHandled(log *slog.Logger, outcome string, start time.Time, spent recovery.Spent) {
-	total := time.Since(start)
-	kratos, plugin := spent.Kratos, spent.Plugin
-	log.Info("courier message handled", "outcome", outcome, "total_us", total.Microseconds(),
-		"kratos_us", kratos.Microseconds(), "plugin_us", plugin.Microseconds(), "own_us", (total - kratos - plugin).Microseconds())
+	answer, err := s.deliver.Deliver(ctx, cfg, msg.message())
+	if err != nil {
+		writeError(w, courier.Status(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // policy is recovery's policy of one config snapshot for a reset asked by
 // by, with the wiring check's state.
 func (s *Server) policy(cfg *config.Config, by recovery.Asker) recovery.Policy {
-	pol := recovery.NewPolicy(cfg, by)
-	if s.wiring != nil {
-		pol.HookUnproven = s.wiring.Unproven()
-	}
-	return pol
+	return s.deliver.Policy(cfg, by)
 }
 
-// rendered keeps Kratos's subject and bodies. "body" is the output of
-// Kratos's plain-text template (courier.QueueEmail). Kratos v26 also sends
-// its HTML template's output as "html_body": then the mail carries both
-// parts as Kratos rendered them. The field itself says Kratos sent it, so no
-// version check is needed. Without it (v1.3.1 sends no HTML at all over
-// HTTP) a custom plain-text template that holds HTML is sent as HTML, so
-// the content decides.
-func rendered(m courierMessage) *sdk.RenderedMessage {
-	if m.HTMLBody != "" {
-		return &sdk.RenderedMessage{Subject: m.Subject, TextBody: m.Body, HTMLBody: m.HTMLBody}
-	}
-	if strings.HasPrefix(http.DetectContentType([]byte(m.Body)), "text/html") {
-		return &sdk.RenderedMessage{Subject: m.Subject, HTMLBody: m.Body}
-	}
-	return &sdk.RenderedMessage{Subject: m.Subject, TextBody: m.Body}
-}
-
-// kratosRetries is the kratos_retries field of a failed courier answer:
-// Kratos's courier retries every non-2xx answer, 4xx included, until
-// courier.message_retries is spent.
-const kratosRetries = true
-
-// statusOf maps a failure to the answer Kratos gets. Kratos retries every
-// non-2xx; 5xx marks the failures a retry can cure.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, kratosadmin.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, recovery.ErrRecipientMismatch), errors.Is(err, recovery.ErrNoRecoveryAddress):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, kratosadmin.ErrRejected):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, sdk.ErrRejected):
-		return http.StatusBadGateway
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusServiceUnavailable
-	}
-}
+// statusOf maps a failure to the answer Kratos or an admin gets.
+func statusOf(err error) int { return courier.Status(err) }
 
 func (s *Server) alive(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

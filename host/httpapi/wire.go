@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/courier"
+	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // courierMessage mirrors the body Kratos's courier POSTs with
@@ -112,16 +115,22 @@ type migrationReply struct {
 	Status string `json:"status"`
 }
 
-// Recovery template types (courier/template/type.go): the code method and the
-// link method. Both become a temporary password while the gateway is enabled.
-const (
-	templateRecoveryCodeValid = "recovery_code_valid"
-	templateRecoveryValid     = "recovery_valid"
-)
+func isRecovery(templateType string) bool { return courier.IsRecovery(templateType) }
 
-func isRecovery(templateType string) bool {
-	return templateType == templateRecoveryCodeValid || templateType == templateRecoveryValid
+// message is what the gateway acts on.
+func (m *courierMessage) message() courier.Message {
+	out := courier.Message{
+		Recipient: m.Recipient, Subject: m.Subject, Body: m.Body, HTMLBody: m.HTMLBody, TemplateType: m.TemplateType,
+		RecoveryCode: m.TemplateData.RecoveryCode, RecoveryURL: m.TemplateData.RecoveryURL,
+	}
+	if m.TemplateData.Identity != nil {
+		out.IdentityID = m.TemplateData.Identity.ID
+	}
+	return out
 }
+
+// rendered is the mail Kratos rendered.
+func rendered(m courierMessage) *sdk.RenderedMessage { return courier.Rendered(m.message()) }
 
 var (
 	errBadMessage  = errors.New("bad courier message")
