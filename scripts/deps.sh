@@ -11,8 +11,9 @@
 # `scripts/deps.sh binaries` builds only the binaries: Kratos (both versions) and Mailpit (the
 # local stack), and Hydra (the XOAUTH2 tests);
 # `scripts/deps.sh kratos-v1.3.1`, `kratos-v26.2.0`, `mailpit` and `hydra` build only that one;
-# `scripts/deps.sh postgres` installs Debian's PostgreSQL server for the
-# recovery burst benchmark on PostgreSQL (`make bench`);
+# `scripts/deps.sh postgres` installs Debian's PostgreSQL server, also part of
+# the default set: the unit tests' throwaway clusters (internal/pgtest) and the
+# recovery burst benchmark on PostgreSQL (`make bench`) run it;
 # `scripts/deps.sh nginx` installs Debian's nginx for the reverse-proxy recipe
 # test (integration/nginx_test.go).
 # Re-running is cheap: binaries are keyed by version and reused.
@@ -47,11 +48,11 @@ install_chromium() {
 
 install_postgres() {
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
-  echo "deps: installing postgresql (Debian) for the PostgreSQL benchmark" >&2
+  echo "deps: installing postgresql (Debian) for the tests' throwaway clusters" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  # The benchmark runs its own throwaway cluster; the package's own one is
+  # The tests run throwaway clusters of their own; the package's own one is
   # not needed, and on a machine without systemd it does not start anyway.
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 }
@@ -175,7 +176,7 @@ for target in "${@:-all}"; do
     chromium) install_chromium ;;
     postgres) install_postgres ;;
     nginx) install_nginx ;;
-    all) install_protoc; install_chromium; install_nginx; build_kratos; build_kratos_v26; build_mailpit; build_hydra ;;
+    all) install_protoc; install_chromium; install_nginx; install_postgres; build_kratos; build_kratos_v26; build_mailpit; build_hydra ;;
     binaries) build_kratos; build_kratos_v26; build_mailpit; build_hydra ;;
     "kratos-$KRATOS_VERSION") build_kratos ;;
     "kratos-$KRATOS_V26_VERSION") build_kratos_v26 ;;
