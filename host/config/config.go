@@ -58,6 +58,7 @@ type Config struct {
 	// Notices are the mails that tell users about their account and carry
 	// no secret (package notify).
 	Notices Notices `koanf:"notices"`
+	Queue   Queue   `koanf:"queue"`
 
 	// PluginConfig is the password, smtp and template sections as JSON, passed
 	// to the plugin's Configure.
@@ -168,6 +169,25 @@ type Notices struct {
 	RetryBackoff time.Duration `koanf:"retry_backoff"`
 }
 
+// Queue configures the durable outbox (package outbox). Without
+// PostgresDSN the gateway delivers each courier message while Kratos waits.
+type Queue struct {
+	// PostgresDSN is the PostgreSQL database of the outbox, a URL or a
+	// key=value DSN; it may hold a password: a secret.
+	PostgresDSN string `koanf:"postgres_dsn"`
+	// Migrate is manual (`gateway queue migrate`) or auto (at start).
+	Migrate string `koanf:"migrate"`
+	// Workers per queue (recovery, mail) on this host.
+	Workers int `koanf:"workers"`
+	// MaxAttempts and MaxAge bound the retries of one message.
+	MaxAttempts int           `koanf:"max_attempts"`
+	MaxAge      time.Duration `koanf:"max_age"`
+	// Retention keeps finished jobs, for duplicate detection and operators.
+	Retention time.Duration `koanf:"retention"`
+	// ReadyMaxAge: /health/ready fails while a message waits longer.
+	ReadyMaxAge time.Duration `koanf:"ready_max_age"`
+}
+
 // NoticeSwitch turns one notice on or off.
 type NoticeSwitch struct {
 	Enabled bool `koanf:"enabled"`
@@ -214,6 +234,12 @@ func defaults() map[string]any {
 		"notices.reset_void.enabled":       true,
 		"notices.max_attempts":             5,
 		"notices.retry_backoff":            "30s",
+		"queue.migrate":                    "manual",
+		"queue.workers":                    8,
+		"queue.max_attempts":               100,
+		"queue.max_age":                    "6h",
+		"queue.retention":                  "1h",
+		"queue.ready_max_age":              "5m",
 	}
 }
 
@@ -390,6 +416,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeouts.Courier < time.Second || c.Timeouts.Courier > MaxCourierTimeout {
 		add("timeouts.courier: %s is outside 1s..%s (Kratos v26's courier gives up after 10s and sends the message again)", c.Timeouts.Courier, MaxCourierTimeout)
+	}
+	if c.Queue.Migrate != "manual" && c.Queue.Migrate != "auto" {
+		add("queue.migrate: %q is neither manual (run `gateway queue migrate`) nor auto (migrate at start)", c.Queue.Migrate)
+	}
+	if c.Queue.Workers < 1 || c.Queue.Workers > 256 {
+		add("queue.workers: %d is outside 1..256", c.Queue.Workers)
+	}
+	if c.Queue.MaxAttempts < 1 {
+		add("queue.max_attempts: %d: give at least 1", c.Queue.MaxAttempts)
+	}
+	if c.Queue.MaxAge < time.Minute {
+		add("queue.max_age: %s is under a minute: a message must outlast a short SMTP outage", c.Queue.MaxAge)
+	}
+	if c.Queue.Retention < time.Minute {
+		add("queue.retention: %s is under a minute: Kratos's retry of a message already taken must still find it", c.Queue.Retention)
+	}
+	if c.Queue.ReadyMaxAge < time.Second {
+		add("queue.ready_max_age: %s is under a second", c.Queue.ReadyMaxAge)
 	}
 	if c.Notices.MaxAttempts < 1 || c.Notices.MaxAttempts > MaxNoticeAttempts {
 		add("notices.max_attempts: %d is outside 1..%d (1: a notice that cannot be sent is not tried again)", c.Notices.MaxAttempts, MaxNoticeAttempts)

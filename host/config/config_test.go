@@ -49,6 +49,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			MaxAttempts:     5,
 			RetryBackoff:    30 * time.Second,
 		},
+		Queue: Queue{Migrate: "manual", Workers: 8, MaxAttempts: 100, MaxAge: 6 * time.Hour, Retention: time.Hour, ReadyMaxAge: 5 * time.Minute},
 	}
 	if diff := cmp.Diff(want, *c, cmpIgnorePluginConfig); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -117,6 +118,12 @@ func TestParseRefuses(t *testing.T) {
 		{"courier timeout too short", minimal + "timeouts: {courier: 500ms}", nil, "timeouts.courier:"},
 		{"not yaml", "webhook: [", nil, "parse config YAML"},
 		{"no notice attempt", minimal + "notices: {max_attempts: 0}", nil, "notices.max_attempts:"},
+		{"queue migrate unknown", minimal + "queue: {migrate: always}", nil, "queue.migrate:"},
+		{"queue without workers", minimal + "queue: {workers: 0}", nil, "queue.workers:"},
+		{"queue without attempts", minimal + "queue: {max_attempts: 0}", nil, "queue.max_attempts:"},
+		{"queue max_age too short", minimal + "queue: {max_age: 5s}", nil, "queue.max_age:"},
+		{"queue retention too short", minimal + "queue: {retention: 10s}", nil, "queue.retention:"},
+		{"queue ready_max_age too short", minimal + "queue: {ready_max_age: 10ms}", nil, "queue.ready_max_age:"},
 		{"too many notice attempts", minimal + "notices: {max_attempts: 11}", nil, "notices.max_attempts:"},
 		{"notice backoff too short", minimal + "notices: {retry_backoff: 500ms}", nil, "notices.retry_backoff:"},
 		{"notice backoff too long", minimal + "notices: {retry_backoff: 11m}", nil, "notices.retry_backoff:"},

@@ -90,6 +90,9 @@ var restartOnly = []string{
 	// The log handlers, the host's and the plugin's, are built at start
 	// (log.level follows a reload).
 	"log.format",
+	// The outbox's connections and River client are built at start
+	// (queue.max_age and queue.ready_max_age follow a reload).
+	"queue.postgres_dsn", "queue.migrate", "queue.workers", "queue.max_attempts", "queue.retention",
 }
 
 // Value is the value of a host key by its dotted name, e.g.

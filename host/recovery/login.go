@@ -44,7 +44,7 @@ func (s *Service) CheckPassword(ctx context.Context, identifier, password string
 	if err != nil {
 		return NoMatch, fmt.Errorf("look up identity: %w", err)
 	}
-	unlock := s.locks.lock(id.ID)
+	unlock, _ := s.lock(ctx, id.ID, pol.KratosTimeout, true)
 	defer unlock()
 	log := s.log.With("identity_id", id.ID)
 
@@ -169,7 +169,7 @@ const (
 // waits until Kratos holds another hash than the one read here, so a
 // settings flow that fails after the hook announces nothing.
 func (s *Service) PasswordChanged(ctx context.Context, identityID string, pol Policy) (map[string]any, error) {
-	unlock := s.locks.lock(identityID)
+	unlock, _ := s.lock(ctx, identityID, pol.KratosTimeout, true)
 	defer unlock()
 	id, err := withTimeout(ctx, pol.KratosTimeout, func(ctx context.Context) (*kratosadmin.Identity, error) {
 		return s.ids.Identity(ctx, identityID)

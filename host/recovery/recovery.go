@@ -125,6 +125,52 @@ func (noNotices) Notify(notify.Notice) {}
 // Option configures a Service.
 type Option func(*Service)
 
+// Locker serialises the work on one identity across every host sharing it
+// (package outbox: a PostgreSQL advisory lock). Lock waits until ctx ends.
+type Locker interface {
+	Lock(ctx context.Context, identityID string) (unlock func(), err error)
+}
+
+// WithLocker makes every reset and every settlement at login take the
+// identity's lock from l too, after this process's own. Without it the
+// identity's work is serialised in this process only, which is all a
+// single host, or hosts that each deliver while Kratos waits, need.
+func WithLocker(l Locker) Option {
+	return func(s *Service) { s.locker = l }
+}
+
+// lockWait bounds the wait for another host's work on the same identity:
+// a reset takes a few Kratos calls and one SMTP send.
+const lockWait = 30 * time.Second
+
+// lock takes the identity's lock in this process and, with WithLocker,
+// across hosts, waiting at most wait for the latter. A reset needs both and
+// fails without (it is retried); the settlement at login and the settings
+// hook, which a user waits for, go on with this process's lock alone and a
+// warning (best: false), since refusing would lock users out while the
+// outbox's database is down.
+func (s *Service) lock(ctx context.Context, identityID string, wait time.Duration, best bool) (unlock func(), err error) {
+	local := s.locks.lock(identityID)
+	if s.locker == nil {
+		return local, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	remote, err := s.locker.Lock(ctx, identityID)
+	if err != nil {
+		if best {
+			s.log.Warn("identity not locked across hosts; going on with this host's lock", "identity_id", identityID, "error", err.Error())
+			return local, nil
+		}
+		local()
+		return nil, fmt.Errorf("lock the identity across hosts: %w", err)
+	}
+	return func() {
+		remote()
+		local()
+	}, nil
+}
+
 // WithNotices makes the Service tell n of the events users are told about.
 // Without it nothing is told: `gateway reset` has no notifier.
 func WithNotices(n Notices) Option {
@@ -190,6 +236,8 @@ type Service struct {
 	marks sync.WaitGroup
 	// notices hears of voided resets and changed passwords.
 	notices Notices
+	// locker, when set, serialises an identity's work across hosts.
+	locker Locker
 }
 
 // New returns a Service; now is injectable so tests control expiry times.
@@ -224,8 +272,13 @@ func New(ids Identities, mail Mailer, now func() time.Time, log *slog.Logger, op
 // Resets of one identity run one at a time in this process, so two
 // concurrent recoveries cannot mail a password the other one replaced.
 func (s *Service) Reset(ctx context.Context, req Request, pol Policy) (Result, error) {
-	unlock := s.locks.lock(req.IdentityID)
 	log := s.log.With("identity_id", req.IdentityID, "trigger", req.Trigger)
+	unlock, err := s.lock(ctx, req.IdentityID, lockWait, false)
+	if err != nil {
+		s.log.Error("reset failed", "audit", true, "event", "reset", "identity_id", req.IdentityID, "trigger", req.Trigger,
+			"outcome", OutcomeFailed, "error", err.Error())
+		return Result{}, err
+	}
 	var spent Spent
 	res, keep, mark, err := s.reset(ctx, req, pol, log, &spent)
 	res.Spent = spent
