@@ -232,7 +232,7 @@ func newReloadHarness(t *testing.T, shippedYAML []byte) *reloadHarness {
 		host:   newLogger(h.started, level, h.logs),
 		level:  level,
 		plugin: launchConfig(h.started, nil, h.logs).Logger,
-	})
+	}, nil)
 	h.reloader = h.svc.reloader(path, nil)
 	return h
 }

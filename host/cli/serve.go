@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/courier"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/demoui"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/httpapi"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
@@ -25,6 +26,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/listen"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/outbox"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/wiring"
@@ -51,7 +53,11 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer plugin.Close()
-	svc := buildServices(cfg, plugin, logging{host: log, level: level, plugin: launch.Logger})
+	ob, err := openOutbox(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	svc := buildServices(cfg, plugin, logging{host: log, level: level, plugin: launch.Logger}, ob)
 	// The mailed_at marks still being written finish before the process
 	// exits, each bounded by timeouts.kratos.
 	defer svc.resets.Wait()
@@ -59,6 +65,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 	// servers stopped taking requests (defers run last in, first out) and
 	// while the plugin still runs.
 	defer svc.drainNotices()
+	if ob != nil {
+		// Not ctx: River stops hard when its context ends; stopOutbox
+		// stops it gracefully after the servers.
+		if err := ob.Start(context.WithoutCancel(ctx), outbox.Deps{Config: svc.store.Current, Deliver: svc.deliver, Observer: svc.metrics}); err != nil {
+			return fmt.Errorf("start the outbox's workers: %w", err)
+		}
+		// The jobs under way finish (or go back to the queue) once the
+		// servers stopped taking messages, while the plugin still runs.
+		defer stopOutbox(ob, log)
+	}
 	servers, err := openServers(cfg, svc, log)
 	if err != nil {
 		return err
@@ -72,6 +88,40 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	return shutdown(servers, log)
+}
+
+// openOutbox opens the durable outbox when queue.postgres_dsn is set, after
+// migrating its schema with queue.migrate: auto; nil without it.
+func openOutbox(ctx context.Context, cfg *config.Config, log *slog.Logger) (*outbox.Outbox, error) {
+	q := cfg.Queue
+	if q.PostgresDSN == "" {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if q.Migrate == "auto" {
+		applied, err := outbox.Migrate(ctx, q.PostgresDSN, log)
+		if err != nil {
+			return nil, fmt.Errorf("queue.migrate: auto: %w", err)
+		}
+		if len(applied) > 0 {
+			log.Info("outbox schema migrated", "versions", applied)
+		}
+	}
+	ob, err := outbox.Open(ctx, q.PostgresDSN, outbox.Options{Workers: q.Workers, MaxAttempts: q.MaxAttempts, Retention: q.Retention}, log)
+	if err != nil {
+		return nil, fmt.Errorf("queue.postgres_dsn: %w", err)
+	}
+	return ob, nil
+}
+
+// stopOutbox lets the jobs under way finish within 15 s.
+func stopOutbox(ob *outbox.Outbox, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := ob.Stop(ctx); err != nil {
+		log.Warn("outbox jobs cancelled at shutdown; they run again from the queue", "error", err.Error())
+	}
 }
 
 // startPlugin launches the plugin configured with cfg's sections, under
@@ -116,6 +166,7 @@ type services struct {
 	kratos   *kratosadmin.Client
 	sessions *kratospublic.Client
 	resets   *recovery.Service
+	deliver  *courier.Deliverer
 	notices  *notify.Notifier
 	hook     *wiring.Status
 	server   *httpapi.Server
@@ -124,8 +175,9 @@ type services struct {
 	logs logging
 }
 
-// buildServices builds the services on a started plugin.
-func buildServices(cfg *config.Config, plugin servedPlugin, logs logging) *services {
+// buildServices builds the services on a started plugin; ob is the outbox,
+// nil without queue.postgres_dsn.
+func buildServices(cfg *config.Config, plugin servedPlugin, logs logging, ob *outbox.Outbox) *services {
 	m := metrics.New(plugin.Restarts)
 	s := &services{
 		store:    config.NewStore(cfg),
@@ -139,30 +191,41 @@ func buildServices(cfg *config.Config, plugin servedPlugin, logs logging) *servi
 	// to the metrics.
 	gw := m.Observe(plugin)
 	s.notices = notify.New(notify.Deps{Config: s.store.Current, Kratos: s.kratos, Plugin: gw, Observer: m, Log: logs.host})
-	s.resets = recovery.New(s.kratos, gw, time.Now, logs.host, recovery.WithNotices(s.notices))
+	opts := []recovery.Option{recovery.WithNotices(s.notices)}
+	if ob != nil {
+		// Hosts sharing the outbox serialise each identity's work.
+		opts = append(opts, recovery.WithLocker(ob))
+	}
+	s.resets = recovery.New(s.kratos, gw, time.Now, logs.host, opts...)
 	// Until the wiring check proved that Kratos calls the migration hook,
 	// self-service recoveries get Kratos's own message (package wiring).
 	s.hook = wiring.NewStatus("")
 	if cfg.Kratos.VerifyWiring {
 		s.hook = wiring.NewStatus("not checked yet")
 	}
+	s.deliver = courier.New(s.resets, gw, m, s.hook, logs.host)
 	if cfg.DemoUI.Listen != "" {
 		s.demo = &swapHandler{}
 		s.demo.set(demoui.New(demoConfig(cfg), logs.host))
 	}
-	s.server = httpapi.New(httpapi.Deps{
+	deps := httpapi.Deps{
 		Config:        s.store.Current,
 		Reset:         s.resets,
 		Send:          gw,
 		Sessions:      s.sessions,
-		Ready:         s.checks(),
+		Ready:         s.checks(ob),
 		Now:           time.Now,
 		Log:           logs.host,
 		Observer:      m,
 		Metrics:       m.Handler(),
 		Wiring:        s.hook,
 		RestartNeeded: s.store.RestartNeeded,
-	})
+		Courier:       s.deliver,
+	}
+	if ob != nil {
+		deps.Outbox = ob
+	}
+	s.server = httpapi.New(deps)
 	return s
 }
 
@@ -177,9 +240,10 @@ func (s *services) drainNotices() {
 }
 
 // checks are readiness's: the plugin is configured, Kratos's admin API is
-// ready, the config file's last reload was accepted.
-func (s *services) checks() []httpapi.Check {
-	return []httpapi.Check{
+// ready, the config file's last reload was accepted, and, with the outbox,
+// its database answers and no message waits longer than queue.ready_max_age.
+func (s *services) checks(ob *outbox.Outbox) []httpapi.Check {
+	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
 			h, err := s.plugin.Health(ctx, &sdk.HealthRequest{})
 			if err != nil {
@@ -193,6 +257,12 @@ func (s *services) checks() []httpapi.Check {
 		{Name: "kratos", Run: s.kratos.Ready},
 		{Name: "config", Run: s.store.Healthy},
 	}
+	if ob != nil {
+		checks = append(checks, httpapi.Check{Name: "queue", Run: func(ctx context.Context) error {
+			return ob.Ready(ctx, s.store.Current().Queue.ReadyMaxAge)
+		}})
+	}
+	return checks
 }
 
 // reloader reloads the config file at path: the plugin gets its sections

@@ -84,6 +84,9 @@ type Deps struct {
 	// Outbox, when set, takes courier messages instead of delivering them
 	// while Kratos waits (queue.postgres_dsn).
 	Outbox Outbox
+	// Courier delivers a message while Kratos waits; nil: one built from
+	// Reset, Send, Observer, Wiring and Log.
+	Courier *courier.Deliverer
 }
 
 // Wiring is what the handlers need to know of the wiring check (package
@@ -120,13 +123,17 @@ type keyFault struct {
 
 // New returns a Server.
 func New(d Deps) *Server {
-	var w courier.Wiring
-	if d.Wiring != nil {
-		w = d.Wiring
+	deliver := d.Courier
+	if deliver == nil {
+		var w courier.Wiring
+		if d.Wiring != nil {
+			w = d.Wiring
+		}
+		deliver = courier.New(d.Reset, d.Send, d.Observer, w, d.Log)
 	}
 	return &Server{config: d.Config, reset: d.Reset, send: d.Send, sessions: d.Sessions, ready: d.Ready,
 		now: d.Now, log: d.Log, observe: d.Observer, metrics: d.Metrics, wiring: d.Wiring, restart: d.RestartNeeded,
-		deliver: courier.New(d.Reset, d.Send, d.Observer, w, d.Log), outbox: d.Outbox}
+		deliver: deliver, outbox: d.Outbox}
 }
 
 // Handler routes the endpoints. Go's mux answers 405 for a known path with

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/courier"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
@@ -687,5 +688,68 @@ func TestCanaryMessageIsNeverSent(t *testing.T) {
 		m["recipient"] = "kratos-email-gateway-canary-2@canary.invalid"
 	}))); w.Code != http.StatusUnauthorized {
 		t.Errorf("canary with a wrong key: HTTP %d, want 401", w.Code)
+	}
+}
+
+// fakeOutbox stands in for package outbox, which runs against PostgreSQL
+// in its own tests and in integration/.
+type fakeOutbox struct {
+	got []courier.Message
+	err error
+}
+
+func (f *fakeOutbox) Enqueue(_ context.Context, msg courier.Message) (courier.Answer, error) {
+	if f.err != nil {
+		return courier.Answer{}, f.err
+	}
+	f.got = append(f.got, msg)
+	return courier.Answer{Status: "queued", Delivery: "queued"}, nil
+}
+
+// With an outbox, /courier stores the message (after authentication and
+// validation, as without) and answers at once: no reset, no mail now; a
+// store that fails is 503 so Kratos keeps the message and retries.
+func TestCourierWithOutbox(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		err        error
+		auth       string
+		body       func(t *testing.T) []byte
+		wantStatus int
+		wantStored int
+	}{
+		{name: "stored", auth: "Bearer " + apiKey, body: sample, wantStatus: http.StatusOK, wantStored: 1},
+		{name: "store down", err: errors.New("store the message: connection refused; Kratos keeps it and retries"), auth: "Bearer " + apiKey, body: sample,
+			wantStatus: http.StatusServiceUnavailable},
+		{name: "wrong key", auth: "Bearer nope", body: sample, wantStatus: http.StatusUnauthorized},
+		{name: "invalid", auth: "Bearer " + apiKey, body: func(t *testing.T) []byte {
+			return with(t, sample(t), func(m map[string]any) { m["recipient"] = "a@example.org\r\nBcc: b@example.org" })
+		}, wantStatus: http.StatusBadRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{}
+			ob := &fakeOutbox{err: tt.err}
+			cfg := testConfig(true)
+			m := metrics.New(func() int { return 0 })
+			h := New(Deps{Config: func() *config.Config { return cfg }, Reset: rec, Send: rec.sender(), Sessions: rec,
+				Now: time.Now, Log: slog.New(slog.DiscardHandler), Observer: m, Metrics: m.Handler(), Outbox: ob}).Handler()
+			w := post(h, tt.auth, bytes.NewReader(tt.body(t)))
+			if w.Code != tt.wantStatus || len(ob.got) != tt.wantStored {
+				t.Fatalf("HTTP %d %s, stored %d; want %d and %d", w.Code, w.Body, len(ob.got), tt.wantStatus, tt.wantStored)
+			}
+			if len(rec.resets) != 0 || len(rec.sent) != 0 {
+				t.Errorf("%d resets and %d mails while Kratos waited; the outbox's workers do them", len(rec.resets), len(rec.sent))
+			}
+			if tt.wantStored == 1 {
+				if got := ob.got[0]; got.IdentityID == "" || got.RecoveryCode == "" || got.TemplateType != courier.TemplateRecoveryCodeValid {
+					t.Errorf("stored %+v, want the identity, the code and the template type", got)
+				}
+				if !strings.Contains(w.Body.String(), `"status":"queued"`) {
+					t.Errorf("answer %s, want status queued", w.Body)
+				}
+			}
+		})
 	}
 }

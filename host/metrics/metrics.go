@@ -27,6 +27,7 @@ type Metrics struct {
 	refused   *prometheus.CounterVec
 	wiring    prometheus.Gauge
 	notices   *prometheus.CounterVec
+	jobs      *prometheus.CounterVec
 }
 
 // New registers the metrics. restarts reports the plugin relaunches so far.
@@ -70,8 +71,12 @@ func New(restarts func() int) *Metrics {
 			Name: "kratos_email_gateway_notices_total",
 			Help: "Notices by kind (password_changed, reset_void) and result: sent, retried (a try failed, another is due), failed (given up), dropped (queue full or shutting down), skipped (switched off, no recovery address, the change was not stored).",
 		}, []string{"kind", "result"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kratos_email_gateway_queue_jobs_total",
+			Help: "Outbox jobs by queue (recovery, mail) and result: queued, duplicate (Kratos's retry of a message taken), done, retried, discarded (given up, with an audit line).",
+		}, []string{"queue", "result"}),
 	}
-	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads, m.refused, m.wiring, m.notices,
+	m.reg.MustRegister(m.messages, m.resets, m.fallbacks, m.logins, m.smtpStage, m.reloads, m.refused, m.wiring, m.notices, m.jobs,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kratos_email_gateway_plugin_restarts_total",
 			Help: "Relaunches of the email plugin after it died.",
@@ -133,6 +138,23 @@ var (
 
 // Notice counts one event of a notice (package notify); labels outside the
 // known values become "other", so no caller can grow the series.
+// jobQueues and jobResults bound the queue metric's labels.
+var (
+	jobQueues  = map[string]bool{"recovery": true, "mail": true}
+	jobResults = map[string]bool{"queued": true, "duplicate": true, "done": true, "retried": true, "discarded": true}
+)
+
+// Job counts one event of an outbox job.
+func (m *Metrics) Job(queue, result string) {
+	if !jobQueues[queue] {
+		queue = "other"
+	}
+	if !jobResults[result] {
+		result = "other"
+	}
+	m.jobs.WithLabelValues(queue, result).Inc()
+}
+
 func (m *Metrics) Notice(kind, result string) {
 	if !noticeKinds[kind] {
 		kind = "other"

@@ -90,6 +90,7 @@ type Outbox struct {
 	config  func() *config.Config
 	log     *slog.Logger
 	observe Observer
+	deliver Deliverer
 	opts    Options
 }
 
@@ -97,9 +98,10 @@ type Outbox struct {
 // the one this binary knows: missing (run `gateway queue migrate`) or newer.
 var ErrSchema = errors.New("outbox schema")
 
-// Open connects to dsn and checks the schema; it starts no worker. The
-// error never holds the DSN, which may carry a password.
-func Open(ctx context.Context, dsn string, opts Options, cfg func() *config.Config, d Deliverer, observe Observer, log *slog.Logger) (*Outbox, error) {
+// Open connects to dsn and checks the schema; Start starts the workers.
+// Enqueue works from Open on. The error never holds the DSN, which may
+// carry a password.
+func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Outbox, error) {
 	poolCfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message can quote the DSN.
@@ -121,9 +123,9 @@ func Open(ctx context.Context, dsn string, opts Options, cfg func() *config.Conf
 		pool.Close()
 		return nil, err
 	}
-	o := &Outbox{pool: pool, config: cfg, log: log, observe: observe, opts: opts}
+	o := &Outbox{pool: pool, log: log, opts: opts}
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &worker{o: o, deliver: d}); err != nil {
+	if err := river.AddWorkerSafely(workers, &worker{o: o}); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("register the outbox worker: %w", err)
 	}
@@ -155,11 +157,24 @@ func Open(ctx context.Context, dsn string, opts Options, cfg func() *config.Conf
 	return o, nil
 }
 
-// Start starts the workers; Stop waits for the running jobs until ctx ends,
-// then cancels them (a cancelled job goes back to the queue untouched).
-func (o *Outbox) Start(ctx context.Context) error { return o.client.Start(ctx) }
+// Deps are what the workers and Enqueue work with.
+type Deps struct {
+	// Config is the config in effect: secrets.cipher seals and opens the
+	// messages, queue.max_age bounds the retries.
+	Config   func() *config.Config
+	Deliver  Deliverer
+	Observer Observer
+}
 
-// Stop stops the workers and closes the connections.
+// Start starts the workers. Call it once, before the first Enqueue.
+func (o *Outbox) Start(ctx context.Context, d Deps) error {
+	o.config, o.deliver, o.observe = d.Config, d.Deliver, d.Observer
+	return o.client.Start(ctx)
+}
+
+// Stop waits for the running jobs until ctx ends, then cancels them (a
+// cancelled job goes back to the queue untouched), and closes the
+// connections.
 func (o *Outbox) Stop(ctx context.Context) error {
 	err := o.client.Stop(ctx)
 	if err != nil {
@@ -275,8 +290,7 @@ func (o *Outbox) Ready(ctx context.Context, maxAge time.Duration) error {
 // worker delivers one job.
 type worker struct {
 	river.WorkerDefaults[args]
-	o       *Outbox
-	deliver Deliverer
+	o *Outbox
 }
 
 func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
@@ -299,7 +313,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 		o.observe.Job(job.Queue, "discarded")
 		return river.JobCancel(fmt.Errorf("job %d: the message does not decode", job.ID))
 	}
-	answer, err := w.deliver.Deliver(ctx, cfg, msg)
+	answer, err := o.deliver.Deliver(ctx, cfg, msg)
 	if err == nil {
 		log.Info("job done", "event", "job_done", "status", answer.Status, "delivery", answer.Delivery)
 		o.observe.Job(job.Queue, "done")

@@ -110,15 +110,19 @@ func start(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Opt
 	if opts.Workers == 0 {
 		opts = Options{Workers: 4, MaxAttempts: 5, Retention: time.Hour}
 	}
-	ob, err := Open(ctx, dsn, opts, func() *config.Config { return h.cfg }, d, h.jobs, log)
+	ob, err := Open(ctx, dsn, opts, log)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	h.ob = ob
+	deps := Deps{Config: func() *config.Config { return h.cfg }, Deliver: d, Observer: h.jobs}
 	if started {
-		if err := ob.Start(ctx); err != nil {
+		if err := ob.Start(ctx, deps); err != nil {
 			t.Fatal(err)
 		}
+	} else {
+		// A host whose workers do not run (yet): it only enqueues.
+		ob.config, ob.deliver, ob.observe = deps.Config, deps.Deliver, deps.Observer
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -151,7 +155,7 @@ func TestSchemaVersions(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
 	log := slog.New(slog.DiscardHandler)
-	_, err := Open(ctx, dsn, Options{Workers: 1, MaxAttempts: 1, Retention: time.Hour}, nil, &deliveries{}, &jobCounts{}, log)
+	_, err := Open(ctx, dsn, Options{Workers: 1, MaxAttempts: 1, Retention: time.Hour}, log)
 	if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), "gateway queue migrate") {
 		t.Fatalf("open before migrating = %v, want ErrSchema naming gateway queue migrate", err)
 	}
@@ -172,7 +176,7 @@ func TestSchemaVersions(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"open": func() error {
-			_, err := Open(ctx, dsn, Options{Workers: 1, MaxAttempts: 1, Retention: time.Hour}, nil, &deliveries{}, &jobCounts{}, log)
+			_, err := Open(ctx, dsn, Options{Workers: 1, MaxAttempts: 1, Retention: time.Hour}, log)
 			return err
 		}(),
 		"migrate": func() error { _, err := Migrate(ctx, dsn, log); return err }(),
