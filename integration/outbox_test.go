@@ -1,0 +1,123 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
+)
+
+// outboxConfig is the shared stack's gateway config with the durable
+// outbox on dsn.
+func outboxConfig(dsn, migrate string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		if pass, ok := u.User.Password(); ok {
+			observed.secret(pass)
+		}
+	}
+	return gatewayConfig(hostOptions{enabled: true, cooldown: "0s"}) +
+		fmt.Sprintf("queue:\n  postgres_dsn: %q\n  migrate: %s\n  ready_max_age: 30s\n", dsn, migrate)
+}
+
+// verificationMessage is a pass-through courier body with a unique code.
+func verificationMessage(t *testing.T, to string) []byte {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{
+		"recipient": to, "template_type": "verification_code_valid", "message_type": "email",
+		"subject": "Please verify your email address", "body": "Your verification code is " + randomHex(3) + "\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// With queue.postgres_dsn, through real Kratos, the host and plugin
+// binaries, Mailpit and a real PostgreSQL: a recovery is answered at once
+// and its mail goes out from the outbox, its password logs in; Kratos's
+// retry of a message already taken adds no second mail; with PostgreSQL
+// down /courier answers 503 (Kratos keeps the message) and readiness says
+// why; once it is back the message goes out.
+func TestOutboxJourneys(t *testing.T) {
+	pg := pgtest.NewCluster(t)
+	h := startHostWithConfig(t, outboxConfig(pg.NewDatabase(t), "auto"))
+
+	email := uniqueEmail(t)
+	createIdentity(t, email, oldPassword)
+	startRecovery(t, email)
+	temp := temporaryPassword(t, waitMails(t, email, 1)[0])
+	if status, _ := login(t, email, temp); status != http.StatusOK {
+		t.Errorf("login with the temporary password from the outbox: HTTP %d, want 200", status)
+	}
+	waitFor(t, func() bool {
+		msgs := courierMessages(t, email)
+		return len(msgs) == 1 && msgs[0].Status == "sent" && msgs[0].SendCount == 1
+	}, "Kratos's message sent at the first try")
+	for _, want := range []string{`"msg":"courier message queued"`, `"msg":"job done"`, `"queue":"recovery"`} {
+		if !strings.Contains(h.String(), want) {
+			t.Errorf("the host's log lacks %s", want)
+		}
+	}
+
+	// Kratos sends a message again when an answer got lost: the second
+	// copy is recognised, and one mail goes out.
+	other := uniqueEmail(t)
+	body := verificationMessage(t, other)
+	for i, want := range []string{"queued", "duplicate"} {
+		status, out := postCourier(t, "Bearer "+env.apiKey, body)
+		if status != http.StatusOK || out["status"] != want {
+			t.Fatalf("courier call %d: HTTP %d %v, want 200 %s", i+1, status, out, want)
+		}
+	}
+	waitMails(t, other, 1)
+	time.Sleep(time.Second)
+	if n := len(mailsTo(t, other)); n != 1 {
+		t.Errorf("mails for a message sent twice = %d, want 1", n)
+	}
+
+	// PostgreSQL down: nothing is taken that could be lost.
+	pg.Stop(t)
+	third := uniqueEmail(t)
+	body = verificationMessage(t, third)
+	status, out := postCourier(t, "Bearer "+env.apiKey, body)
+	if status != http.StatusServiceUnavailable || !strings.Contains(out["error"], "Kratos keeps it and retries") {
+		t.Errorf("courier with PostgreSQL down: HTTP %d %v, want 503 saying Kratos retries", status, out)
+	}
+	var ready map[string]any
+	if status := call(t, "GET", "http://"+env.hostAddr+"/health/ready", nil, nil, &ready); status != http.StatusServiceUnavailable ||
+		!strings.Contains(fmt.Sprint(ready), "queue") {
+		t.Errorf("readiness with PostgreSQL down: HTTP %d %v, want 503 naming the queue", status, ready)
+	}
+	pg.Start(t)
+	waitFor(t, func() bool {
+		status, _ := postCourier(t, "Bearer "+env.apiKey, body)
+		return status == http.StatusOK
+	}, "the message taken once PostgreSQL is back")
+	waitMails(t, third, 1)
+	waitFor(t, func() bool {
+		return call(t, "GET", "http://"+env.hostAddr+"/health/ready", nil, nil, nil) == http.StatusOK
+	}, "readiness back")
+}
+
+// queue.migrate: manual on a database without the schema stops the start
+// with what to run; auto migrates.
+func TestOutboxSchemaAtStart(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	code, out := runGateway(t, "serve", "--config", writeConfig(t, outboxConfig(dsn, "manual")))
+	if code == 0 || !strings.Contains(out, "gateway queue migrate") || strings.Contains(out, dsn) {
+		t.Errorf("serve on an unmigrated database: exit %d, want an error naming gateway queue migrate, without the DSN:\n%s", code, out)
+	}
+}
+
+// startHostWithConfig runs `gateway serve` on cfg until the test ends.
+func startHostWithConfig(t *testing.T, cfg string) *hostProc {
+	t.Helper()
+	h, stop := runHostWith(t, writeConfig(t, cfg))
+	t.Cleanup(stop)
+	return h
+}
