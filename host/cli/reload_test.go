@@ -132,6 +132,7 @@ func TestEveryKeyTakesEffectOnReloadOrIsRestartOnly(t *testing.T) {
 		"queue.workers":       {to: 4, inUse: restart},
 		"queue.max_attempts":  {to: 10, inUse: restart},
 		"queue.retention":     {to: "2h", inUse: restart},
+		"queue.job_timeout":   {to: "30s", inUse: restart},
 		"queue.max_age":       {to: "1h", inUse: inSnapshot},
 		"queue.ready_max_age": {to: "1m", inUse: inSnapshot},
 	}

@@ -184,6 +184,9 @@ type Queue struct {
 	MaxAge      time.Duration `koanf:"max_age"`
 	// Retention keeps finished jobs, for duplicate detection and operators.
 	Retention time.Duration `koanf:"retention"`
+	// JobTimeout bounds one delivery from the outbox; a job a crashed host
+	// left running is run again after twice this.
+	JobTimeout time.Duration `koanf:"job_timeout"`
 	// ReadyMaxAge: /health/ready fails while a message waits longer.
 	ReadyMaxAge time.Duration `koanf:"ready_max_age"`
 }
@@ -239,6 +242,7 @@ func defaults() map[string]any {
 		"queue.max_attempts":               100,
 		"queue.max_age":                    "6h",
 		"queue.retention":                  "1h",
+		"queue.job_timeout":                "1m",
 		"queue.ready_max_age":              "5m",
 	}
 }
@@ -431,6 +435,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Queue.Retention < time.Minute {
 		add("queue.retention: %s is under a minute: Kratos's retry of a message already taken must still find it", c.Queue.Retention)
+	}
+	if c.Queue.JobTimeout < 10*time.Second || c.Queue.JobTimeout > time.Hour {
+		add("queue.job_timeout: %s is outside 10s..1h: a delivery takes a few Kratos calls, a lock and one SMTP send", c.Queue.JobTimeout)
 	}
 	if c.Queue.ReadyMaxAge < time.Second {
 		add("queue.ready_max_age: %s is under a second", c.Queue.ReadyMaxAge)

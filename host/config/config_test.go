@@ -49,7 +49,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			MaxAttempts:     5,
 			RetryBackoff:    30 * time.Second,
 		},
-		Queue: Queue{Migrate: "manual", Workers: 8, MaxAttempts: 100, MaxAge: 6 * time.Hour, Retention: time.Hour, ReadyMaxAge: 5 * time.Minute},
+		Queue: Queue{Migrate: "manual", Workers: 8, MaxAttempts: 100, MaxAge: 6 * time.Hour, Retention: time.Hour, JobTimeout: time.Minute, ReadyMaxAge: 5 * time.Minute},
 	}
 	if diff := cmp.Diff(want, *c, cmpIgnorePluginConfig); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -123,6 +123,7 @@ func TestParseRefuses(t *testing.T) {
 		{"queue without attempts", minimal + "queue: {max_attempts: 0}", nil, "queue.max_attempts:"},
 		{"queue max_age too short", minimal + "queue: {max_age: 5s}", nil, "queue.max_age:"},
 		{"queue retention too short", minimal + "queue: {retention: 10s}", nil, "queue.retention:"},
+		{"queue job_timeout too short", minimal + "queue: {job_timeout: 1s}", nil, "queue.job_timeout:"},
 		{"queue ready_max_age too short", minimal + "queue: {ready_max_age: 10ms}", nil, "queue.ready_max_age:"},
 		{"too many notice attempts", minimal + "notices: {max_attempts: 11}", nil, "notices.max_attempts:"},
 		{"notice backoff too short", minimal + "notices: {retry_backoff: 500ms}", nil, "notices.retry_backoff:"},

@@ -81,6 +81,9 @@ type Options struct {
 	// Retention keeps finished jobs this long, for duplicate detection
 	// and operators; then River deletes them.
 	Retention time.Duration
+	// JobTimeout bounds one delivery; a job left running by a host that
+	// died is run again after twice this.
+	JobTimeout time.Duration
 }
 
 // Outbox is the queue of one host. It is safe for concurrent use.
@@ -145,9 +148,9 @@ func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Out
 		// defaults let one inserted late in a burst wait up to a second.
 		FetchCooldown:     10 * time.Millisecond,
 		FetchPollInterval: 200 * time.Millisecond,
-		// Deliver bounds itself; this only catches a job stuck for good.
-		JobTimeout: 5 * time.Minute,
-		Logger:     log.With("component", "river"),
+		JobTimeout:           opts.JobTimeout,
+		RescueStuckJobsAfter: 2 * opts.JobTimeout,
+		Logger:               log.With("component", "river"),
 	})
 	if err != nil {
 		pool.Close()

@@ -110,6 +110,9 @@ func start(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Opt
 	if opts.Workers == 0 {
 		opts = Options{Workers: 4, MaxAttempts: 5, Retention: time.Hour}
 	}
+	if opts.JobTimeout == 0 {
+		opts.JobTimeout = time.Minute
+	}
 	ob, err := Open(ctx, dsn, opts, log)
 	if err != nil {
 		t.Fatalf("open: %v", err)
