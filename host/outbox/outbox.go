@@ -318,6 +318,12 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 	}
 	answer, err := o.deliver.Deliver(ctx, cfg, msg)
 	if err == nil {
+		// Completed now, not by River's batch completer a little later: a
+		// host that dies between the mail and the mark would have the job
+		// run, and the mail sent, again.
+		if err := o.complete(ctx, job); err != nil {
+			log.Warn("job done but not marked yet; River marks it", "error", err.Error())
+		}
 		log.Info("job done", "event", "job_done", "status", answer.Status, "delivery", answer.Delivery)
 		o.observe.Job(job.Queue, "done")
 		return nil
@@ -342,6 +348,20 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 	}
 	o.observe.Job(job.Queue, "discarded")
 	return river.JobCancel(err)
+}
+
+// complete marks job completed in a transaction of its own.
+func (o *Outbox) complete(ctx context.Context, job *river.Job[args]) error {
+	ctx = context.WithoutCancel(ctx)
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 func openSealed(cfg *config.Config, sealed string) ([]byte, error) {
