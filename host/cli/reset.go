@@ -15,6 +15,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/bulkreset"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/outbox"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/pluginhost"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/recovery"
 )
@@ -80,7 +81,20 @@ func reset(ctx context.Context, env Env, args []string) error {
 		}
 		defer proc.Kill()
 		// The audit log goes to stderr; progress and summary to stdout.
-		svc := recovery.New(kratos, proc, time.Now, newLogger(cfg, logLevel(cfg), env.Stderr))
+		log := newLogger(cfg, logLevel(cfg), env.Stderr)
+		var opts []recovery.Option
+		if cfg.Queue.PostgresDSN != "" {
+			// Hosts sharing an outbox may be resetting these identities
+			// right now: each reset waits for the identity's lock.
+			ob, err := outbox.Open(ctx, cfg.Queue.PostgresDSN, outbox.Options{Workers: 1, MaxAttempts: 1, Retention: cfg.Queue.Retention,
+				JobTimeout: cfg.Queue.JobTimeout}, log)
+			if err != nil {
+				return fmt.Errorf("queue.postgres_dsn: %w", err)
+			}
+			defer func() { _ = ob.Stop(context.Background()) }()
+			opts = append(opts, recovery.WithLocker(ob))
+		}
+		svc := recovery.New(kratos, proc, time.Now, log, opts...)
 		defer svc.Wait()
 		resets = svc
 	}

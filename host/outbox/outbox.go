@@ -146,8 +146,8 @@ func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Out
 		RetryPolicy:                 retryPolicy{},
 		// A freshly inserted job starts within milliseconds; River's
 		// defaults let one inserted late in a burst wait up to a second.
-		FetchCooldown:     10 * time.Millisecond,
-		FetchPollInterval: 200 * time.Millisecond,
+		FetchCooldown:        10 * time.Millisecond,
+		FetchPollInterval:    200 * time.Millisecond,
 		JobTimeout:           opts.JobTimeout,
 		RescueStuckJobsAfter: 2 * opts.JobTimeout,
 		Logger:               log.With("component", "river"),
