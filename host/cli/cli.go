@@ -38,6 +38,14 @@ Usage:
   gateway reset --config FILE (--id ID | --email ADDR | --file FILE | --all) [--dry-run] [--concurrency N] [--run-id ID]
                                        issue temporary passwords as an admin: replaces the
                                        password at once and ends the identity's sessions
+  gateway queue migrate --config FILE  create or update the durable outbox's tables (River's
+                                       schema) in queue.postgres_dsn's database
+  gateway queue list --config FILE [--state S,...] [--queue Q] [--limit N]
+                                       list the outbox's jobs, newest first; --state failed
+                                       lists the cancelled and discarded ones
+  gateway queue retry --config FILE ID run a job that did not deliver again now
+  gateway queue discard --config FILE ID
+                                       make a job that has not delivered never run
   gateway smtp test --config FILE --to ADDR
                                        send a test mail and print each SMTP stage
   gateway template preview --config FILE [--locale L] [--part text|html|all] [--method code|link|admin] [--out FILE]
@@ -61,12 +69,14 @@ func Run(ctx context.Context, env Env) int {
 		return exit(env, doctor(ctx, env, args[1:]))
 	case len(args) >= 1 && args[0] == "reset":
 		return exit(env, reset(ctx, env, args[1:]))
+	case len(args) >= 2 && args[0] == "queue" && queueCommands[args[1]] != nil:
+		return exit(env, queueCommands[args[1]](ctx, env, args[2:]))
 	case len(args) >= 2 && args[0] == "smtp" && args[1] == "test":
 		return exit(env, smtpTest(ctx, env, args[2:]))
 	case len(args) >= 2 && args[0] == "template" && args[1] == "preview":
 		return exit(env, templatePreview(ctx, env, args[2:]))
 	case len(args) >= 1 && (args[0] == "help" || isHelp(args[0])),
-		len(args) >= 2 && (args[0] == "config" || args[0] == "smtp" || args[0] == "template") && isHelp(args[1]):
+		len(args) >= 2 && (args[0] == "config" || args[0] == "smtp" || args[0] == "template" || args[0] == "queue") && isHelp(args[1]):
 		fmt.Fprint(env.Stdout, usage)
 		return 0
 	default:

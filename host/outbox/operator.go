@@ -164,7 +164,9 @@ func jobOf(row *rivertype.JobRow) Job {
 		j.TemplateType, j.IdentityID = a.TemplateType, a.IdentityID
 	}
 	if n := len(row.Errors); n > 0 {
-		j.LastError = row.Errors[n-1].Error
+		// The gateway's discards are River's cancellations: the prefix
+		// River gives them says nothing more.
+		j.LastError = strings.TrimPrefix(row.Errors[n-1].Error, "JobCancelError: ")
 	}
 	var meta struct {
 		CancelAttemptedAt *time.Time `json:"cancel_attempted_at"`

@@ -388,7 +388,12 @@ func (retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
 // Migrate brings the database's River schema up to this binary's and
 // returns the versions it applied.
 func Migrate(ctx context.Context, dsn string, log *slog.Logger) ([]int, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	poolCfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message quotes the DSN (its password masked).
+		return nil, errors.New("queue.postgres_dsn does not parse as a PostgreSQL URL or key=value DSN")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the queue's PostgreSQL: %s", pgProblem(err))
 	}
