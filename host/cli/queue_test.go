@@ -3,7 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +20,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/outbox"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
 
 // queueEnviron is a valid config's environment, with dsn as
@@ -319,5 +324,125 @@ func TestQueueCommands(t *testing.T) {
 	waitFor(waiting2, "completed")
 	if n := d.triesOf("wait-1"); n != 0 {
 		t.Errorf("the discarded job ran %d times", n)
+	}
+}
+
+// On admin.listen, what is under /admin/queue/ goes to River's UI, the
+// rest to the admin API.
+func TestAdminListenerRouting(t *testing.T) {
+	t.Parallel()
+	answer := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, name+" "+r.URL.Path) })
+	}
+	h := withQueueUI(answer("admin"), answer("ui"))
+	for path, want := range map[string]string{
+		"/admin/queue/":                      "ui /admin/queue/",
+		"/admin/queue/api/jobs":              "ui /admin/queue/api/jobs",
+		"/admin/identities/x/reset":          "admin /admin/identities/x/reset",
+		"/admin/queued":                      "admin /admin/queued",
+		"/":                                  "admin /",
+		"/admin/queue/../identities/x/reset": "",
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if want == "" {
+			// A path that leaves the prefix is redirected to its clean form.
+			if rec.Code/100 != 3 || rec.Header().Get("Location") != "/admin/identities/x/reset" {
+				t.Errorf("GET %s = %d %q, want a redirect", path, rec.Code, rec.Body)
+			}
+			continue
+		}
+		if rec.Body.String() != want {
+			t.Errorf("GET %s answered %q, want %q", path, rec.Body, want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	withQueueUI(answer("admin"), nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/admin/queue/", nil))
+	if rec.Body.String() != "admin /admin/queue/" {
+		t.Errorf("without the outbox, /admin/queue/ answered %q, want the admin API's answer", rec.Body)
+	}
+}
+
+// serve with the outbox and admin.listen: River's UI answers under
+// /admin/queue/ with admin.api_key and 401 without; the admin API still
+// answers beside it; the DSN is never logged.
+func TestServeQueueUI(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := free.Addr().String()
+	free.Close()
+	const adminKey = "admin-key-0123456789abcdef"
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr testlog.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, Env{Args: []string{"serve", "--config", shipped}, Stdout: io.Discard, Stderr: &stderr, Environ: []string{
+			"GATEWAY_PLUGIN__PATH=" + pluginBin, "GATEWAY_WEBHOOK__API_KEY=0123456789abcdef", cipher,
+			"GATEWAY_LISTEN=127.0.0.1:0", "GATEWAY_ADMIN__LISTEN=" + admin, "GATEWAY_ADMIN__API_KEY=" + adminKey,
+			"GATEWAY_QUEUE__POSTGRES_DSN=" + dsn, "GATEWAY_QUEUE__MIGRATE=auto",
+		}})
+	}()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exited %d:\n%s", code, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+		if strings.Contains(stderr.String(), dsn) || strings.Contains(stderr.String(), "@127.0.0.1") {
+			t.Errorf("serve logged the DSN:\n%s", stderr.String())
+		}
+	}()
+	get := func(method, path, key string) (int, string, error) {
+		r, _ := http.NewRequest(method, "http://"+admin+path, nil)
+		if key != "" {
+			r.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, _, err := get("GET", "/admin/queue/", ""); err == nil {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin.listen does not answer:\n%s", stderr.String())
+		}
+	}
+	tests := []struct {
+		method, path, key string
+		want              int
+		body              string
+	}{
+		{"GET", "/admin/queue/", adminKey, http.StatusOK, "<title>River</title>"},
+		{"GET", "/admin/queue/api/jobs", adminKey, http.StatusOK, `"data":[]`},
+		{"GET", "/admin/queue/", "", http.StatusUnauthorized, "missing or wrong admin API key"},
+		{"GET", "/admin/queue/api/jobs", "", http.StatusUnauthorized, "missing or wrong admin API key"},
+		{"GET", "/admin/queue/api/jobs", "0123456789abcdef", http.StatusUnauthorized, "missing or wrong admin API key"},
+		{"GET", "/admin/queue/login", "", http.StatusOK, `type="password"`},
+		{"POST", "/admin/identities/x/reset", "", http.StatusUnauthorized, "missing or wrong admin API key"},
+	}
+	for _, tt := range tests {
+		code, body, err := get(tt.method, tt.path, tt.key)
+		if err != nil || code != tt.want || !strings.Contains(body, tt.body) {
+			t.Errorf("%s %s (key %q) = %d %.200s, %v; want %d with %q", tt.method, tt.path, tt.key, code, body, err, tt.want, tt.body)
+		}
 	}
 }

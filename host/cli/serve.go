@@ -74,6 +74,11 @@ func serve(ctx context.Context, env Env, args []string) error {
 		// The jobs under way finish (or go back to the queue) once the
 		// servers stopped taking messages, while the plugin still runs.
 		defer stopOutbox(ob, log)
+		if cfg.Admin.Listen != "" {
+			if svc.queueUI, err = startQueueUI(ctx, ob, svc.store.Current, log); err != nil {
+				return err
+			}
+		}
 	}
 	servers, err := openServers(cfg, svc, log)
 	if err != nil {
@@ -172,7 +177,10 @@ type services struct {
 	server   *httpapi.Server
 	// demo is the demo UI, nil without demo_ui.listen.
 	demo *swapHandler
-	logs logging
+	// queueUI is River's UI of the outbox behind admin.api_key, nil
+	// without the outbox or admin.listen.
+	queueUI http.Handler
+	logs    logging
 }
 
 // buildServices builds the services on a started plugin; ob is the outbox,
@@ -462,7 +470,7 @@ func openServers(cfg *config.Config, svc *services, log *slog.Logger) ([]server,
 	}
 	if cfg.Admin.Listen != "" {
 		specs = append(specs, server{key: "admin.listen", addr: cfg.Admin.Listen, what: "admin API", Server: &http.Server{
-			Handler:           svc.server.AdminHandler(),
+			Handler:           svc.adminHandler(),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 		}})
