@@ -328,6 +328,12 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 		o.observe.Job(job.Queue, "done")
 		return nil
 	}
+	if ctx.Err() != nil {
+		// The host is stopping, or an operator discarded the job: River
+		// puts it back in the queue or marks it cancelled.
+		log.Info("job stopped before its delivery ended", "event", "job_stopped", "error", err.Error())
+		return err
+	}
 	status := courier.Status(err)
 	age := time.Since(job.CreatedAt)
 	switch {
