@@ -10,7 +10,7 @@ STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "dependencies (Kratos, Mailpit, protoc, Chromium)"
+step "dependencies (Kratos, Hydra, Mailpit, protoc, Chromium, nginx, PostgreSQL)"
 scripts/deps.sh
 
 step "gofmt"
