@@ -68,7 +68,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	if ob != nil {
 		// Not ctx: River stops hard when its context ends; stopOutbox
 		// stops it gracefully after the servers.
-		if err := ob.Start(context.WithoutCancel(ctx), outbox.Deps{Config: svc.store.Current, Deliver: svc.deliver, Observer: svc.metrics}); err != nil {
+		if err := ob.Start(context.WithoutCancel(ctx), outbox.Deps{Config: svc.store.Current, Deliver: svc.deliver, Observer: svc.metrics,
+			Holding: svc.hook.Checking}); err != nil {
 			return fmt.Errorf("start the outbox's workers: %w", err)
 		}
 		// The jobs under way finish (or go back to the queue) once the

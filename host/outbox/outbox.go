@@ -39,6 +39,10 @@ const (
 	QueueMail     = "mail"
 )
 
+// holdFor is how long a held recovery waits before it is looked at again;
+// a wiring check takes a few seconds.
+const holdFor = time.Second
+
 // jobKind names the one kind of job.
 const jobKind = "courier_message"
 
@@ -94,6 +98,7 @@ type Outbox struct {
 	log     *slog.Logger
 	observe Observer
 	deliver Deliverer
+	holding func() bool
 	opts    Options
 }
 
@@ -167,11 +172,17 @@ type Deps struct {
 	Config   func() *config.Config
 	Deliver  Deliverer
 	Observer Observer
+	// Holding, when set and true, holds recoveries back (snoozed, no try
+	// used): this host's first check of Kratos's wiring is still running,
+	// and without it a recovery would go out as Kratos's own message
+	// although another host, or this one a moment later, could send the
+	// temporary password (wiring.Status.Checking).
+	Holding func() bool
 }
 
 // Start starts the workers. Call it once, before the first Enqueue.
 func (o *Outbox) Start(ctx context.Context, d Deps) error {
-	o.config, o.deliver, o.observe = d.Config, d.Deliver, d.Observer
+	o.config, o.deliver, o.observe, o.holding = d.Config, d.Deliver, d.Observer, d.Holding
 	return o.client.Start(ctx)
 }
 
@@ -301,6 +312,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 	log := o.log.With("job_id", job.ID, "queue", job.Queue, "attempt", job.Attempt, "template_type", job.Args.TemplateType)
 	if job.Args.IdentityID != "" {
 		log = log.With("identity_id", job.Args.IdentityID)
+	}
+	if job.Queue == QueueRecovery && o.holding != nil && o.holding() {
+		log.Info("recovery held back until this host's wiring check ends", "event", "job_held")
+		return river.JobSnooze(holdFor)
 	}
 	cfg := o.config()
 	plain, err := openSealed(cfg, job.Args.Sealed)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +101,11 @@ type harness struct {
 // start migrates a fresh database and opens an outbox on it; started says
 // whether its workers run.
 func start(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Options, started bool) *harness {
+	return startHolding(t, dsn, cfg, d, opts, started, nil)
+}
+
+// startHolding is start with Deps.Holding.
+func startHolding(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Options, started bool, holding func() bool) *harness {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := Migrate(ctx, dsn, slog.New(slog.DiscardHandler)); err != nil {
@@ -118,7 +124,7 @@ func start(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Opt
 		t.Fatalf("open: %v", err)
 	}
 	h.ob = ob
-	deps := Deps{Config: func() *config.Config { return h.cfg }, Deliver: d, Observer: h.jobs}
+	deps := Deps{Config: func() *config.Config { return h.cfg }, Deliver: d, Observer: h.jobs, Holding: holding}
 	if started {
 		if err := ob.Start(ctx, deps); err != nil {
 			t.Fatal(err)
@@ -386,4 +392,31 @@ func TestEnqueueWhileDatabaseDown(t *testing.T) {
 		return err == nil && ans.Status == "queued"
 	}, "the message taken once PostgreSQL is back")
 	waitUntil(t, func() bool { return h.d.count() == 1 }, "the delivery")
+}
+
+// While this host's first wiring check runs, recoveries wait (snoozed,
+// no try used) instead of going out as Kratos's own message; other mail
+// goes out at once.
+func TestRecoveriesHeldWhileWiringChecks(t *testing.T) {
+	t.Parallel()
+	var checking atomic.Bool
+	checking.Store(true)
+	d := &deliveries{}
+	h := startHolding(t, pgtest.NewDatabase(t), testConfig(t), d, Options{Workers: 2, MaxAttempts: 1, Retention: time.Hour, JobTimeout: time.Minute}, true, checking.Load)
+	ctx := context.Background()
+	if _, err := h.ob.Enqueue(ctx, recoveryMessage("id-1", "123123")); err != nil {
+		t.Fatal(err)
+	}
+	login := courier.Message{Recipient: "user@example.org", Subject: "Login code", Body: "Your login code is 456456", TemplateType: "login_code_valid"}
+	if _, err := h.ob.Enqueue(ctx, login); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return h.jobs.get("mail done") == 1 }, "the login code delivered")
+	waitUntil(t, func() bool { return strings.Contains(h.logs.String(), `"event":"job_held"`) }, "the recovery held")
+	if n := d.count(); n != 1 {
+		t.Fatalf("deliveries while the wiring check runs = %d, want only the login code", n)
+	}
+	checking.Store(false)
+	// MaxAttempts 1: a held recovery used no try, or it would be discarded.
+	waitUntil(t, func() bool { return h.jobs.get("recovery done") == 1 }, "the recovery delivered after the check")
 }

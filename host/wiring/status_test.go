@@ -29,6 +29,12 @@ func TestStatusRun(t *testing.T) {
 	}
 	var observed []bool
 	s := NewStatus("not checked yet")
+	if !s.Checking() {
+		t.Error("Checking before the first check = false, want true")
+	}
+	if NewStatus("").Checking() {
+		t.Error("Checking with the check turned off = true, want false")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -42,12 +48,15 @@ func TestStatusRun(t *testing.T) {
 	if got := s.Unproven(); got == "" || !containsAll(got, StageHook, "migration hook is not enabled") {
 		t.Errorf("Unproven after a failed check = %q, want the stage and Kratos's answer", got)
 	}
+	if s.Checking() {
+		t.Error("Checking after a failed check = true: a miswired Kratos would hold recoveries forever")
+	}
 	<-checked // the retry, after First
 	waitFor(t, func() bool { return s.Unproven() == "" })
 
 	s.Recheck("re-checking after a config change")
-	if got := s.Unproven(); got != "re-checking after a config change" {
-		t.Errorf("Unproven right after Recheck = %q", got)
+	if got := s.Unproven(); got != "re-checking after a config change" || !s.Checking() {
+		t.Errorf("right after Recheck: Unproven = %q, Checking = %v; want the reason and true", got, s.Checking())
 	}
 	<-checked
 	waitFor(t, func() bool { return s.Unproven() == "" })
