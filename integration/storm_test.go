@@ -255,9 +255,8 @@ func TestOutboxStorm(t *testing.T) {
 
 	lingering := <-plugin
 	if strings.HasPrefix(lingering, "outlived") {
-		// Not an invariant of the outbox, so reported, not failed: the
-		// plugin would go on serving nobody (issue 16's report).
-		t.Logf("FINDING: the plugin (pid %d) of the SIGKILLed host %s", pluginPid, lingering)
+		// sdk.Serve ends a plugin whose host is gone within a second.
+		t.Errorf("the plugin (pid %d) of the SIGKILLed host %s", pluginPid, lingering)
 	}
 	storm.Wait()
 	phase("storm submitted in %.1fs: %d recoveries, %d admin resets", time.Since(stormStart).Seconds(), submitted.Load(), len(admins))
@@ -463,7 +462,8 @@ func TestOutboxStorm(t *testing.T) {
 		t.Errorf("the hosts logged %d recoveries delivered as Kratos's own message; %d such mails arrived", f, fallbacks)
 	}
 	if fallbacks > 0 {
-		t.Logf("FINDING: %d recoveries went out as Kratos's own code, not a temporary password, taken from the shared outbox by host 1 "+
+		// A host holds recoveries back while its wiring check is pending.
+		t.Errorf("%d recoveries went out as Kratos's own code, not a temporary password, taken from the shared outbox by host 1 "+
 			"(restarted: %d, before the kill: %d) or host 2 (%d) before its first wiring check ended", fallbacks, f1b, f1a, f2)
 	}
 	phase("%d mails: %d temporary passwords (host 1 %d before the kill + %d after, host 2 %d), %d of Kratos's own messages; "+

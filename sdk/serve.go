@@ -1,6 +1,9 @@
 package sdk
 
 import (
+	"os"
+	"time"
+
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 )
@@ -14,6 +17,12 @@ func Serve(impl Gateway, opts ...ServeOption) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	go watchParent(os.Getppid, parentCheck, func() {
+		if cfg.logger != nil {
+			cfg.logger.Warn("the host that launched this plugin is gone; exiting")
+		}
+		os.Exit(1)
+	})
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginMap(impl),
@@ -35,4 +44,26 @@ type serveConfig struct {
 // the same format at trace level, unnamed.
 func WithLogger(logger hclog.Logger) ServeOption {
 	return func(c *serveConfig) { c.logger = logger }
+}
+
+// parentCheck is how often a plugin looks whether its host still runs.
+const parentCheck = time.Second
+
+// watchParent calls orphaned once the process that launched this one is
+// gone, which shows as a new parent (init or a subreaper). go-plugin notices
+// a host that closes the connection, but not one killed with SIGKILL: its
+// plugin would run on, holding SMTP connections and serving nobody.
+func watchParent(getppid func() int, every time.Duration, orphaned func()) {
+	parent := getppid()
+	if parent <= 1 {
+		// Launched by init itself: there is no host to outlive.
+		return
+	}
+	for {
+		time.Sleep(every)
+		if getppid() != parent {
+			orphaned()
+			return
+		}
+	}
 }
