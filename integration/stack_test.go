@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
 )
 
@@ -559,6 +560,7 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 	if err != nil {
 		t.Fatal(err)
 	}
+	withQueueMode(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, env.gatewayBin, "serve", "--config", path)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -595,4 +597,29 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 		}
 	}
 	return &hostProc{Buffer: &logs, configPath: path, pid: cmd.Process.Pid}, stop
+}
+
+// withQueueMode gives the host of path the durable outbox, on a database of
+// its own, when INTEGRATION_QUEUE=postgres: the suite then runs the
+// journeys through the outbox. A config with a queue section of its own
+// keeps it.
+func withQueueMode(t testing.TB, path string) {
+	t.Helper()
+	if os.Getenv("INTEGRATION_QUEUE") != "postgres" {
+		return
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil || strings.Contains(string(raw), "\nqueue:") || !strings.Contains(string(raw), "webhook:") {
+		return
+	}
+	dsn := pgtest.NewDatabase(t)
+	if u, err := url.Parse(dsn); err == nil {
+		if pass, ok := u.User.Password(); ok {
+			observed.secret(pass)
+		}
+	}
+	raw = append(raw, fmt.Sprintf("\nqueue:\n  postgres_dsn: %q\n  migrate: auto\n", dsn)...)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
