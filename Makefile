@@ -36,13 +36,17 @@ test:
 # Benchmarks (BENCHMARKS.md): go test -bench over the plugin, its gRPC round
 # trip and SMTP sends, then against real Kratos and Mailpit: pass-through,
 # latency with 50 ms RTT, the recovery burst on sqlite and PostgreSQL (with
-# Kratos's profiles), gateway reset throughput and the load run.
+# Kratos's profiles; synchronous, Kratos's SMTP courier and the outbox),
+# /courier's answer time and the latency of a login code under a recovery
+# burst (synchronous and outbox), gateway reset throughput and the load run.
 bench: deps
 	scripts/deps.sh postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/password ./plugin/smtpsend ./host/pluginhost
 	cd integration && $(GO) test -run '^$$' -bench PassThrough -benchtime 500x -count 1 .
 	cd integration && $(GO) test -run '^$$' -bench DeliveryLatency -benchtime 1x -count 1 .
-	cd integration && BENCH_PROFILE_DIR=$(CURDIR)/benchmarks/profiles $(GO) test -run '^$$' -bench RecoveryBurst -benchtime 1x -count 1 .
+	cd integration && BENCH_PROFILE_DIR=$(CURDIR)/benchmarks/profiles $(GO) test -run '^$$' -bench RecoveryBurst -benchtime 1x -count 1 -timeout 30m .
+	cd integration && $(GO) test -run '^$$' -bench CourierAnswer -benchtime 500x -count 1 .
+	cd integration && $(GO) test -run '^$$' -bench LoginCodeLatency -benchtime 1x -count 1 -timeout 30m .
 	cd integration && $(GO) test -run '^$$' -bench ResetThroughput -benchtime 1x -count 1 -timeout 30m .
 	cd integration && $(GO) test -run 'TestLoadPassThrough' -count 1 -v . | grep -E 'load:|ok|FAIL'
 

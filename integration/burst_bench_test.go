@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
 )
 
 // BenchmarkRecoveryBurst submits 200 recoveries at once through real Kratos
@@ -20,29 +22,46 @@ import (
 // same Mailpit, same Kratos config and pull_wait, in one run. For the
 // gateway it also reports, from the host's per-message log, the median time
 // spent in Kratos admin calls, in the plugin (SMTP included) and in the
-// host's own work.
+// host's own work. In the same run, a third Kratos drives a gateway with the
+// durable outbox (queue.postgres_dsn: a pgtest database beside sqlite, a
+// database of its own in Kratos's cluster beside PostgreSQL): its
+// recoveries/s, the ratio to Kratos's SMTP courier, /courier's answer time
+// as Kratos's courier waits for it (a timingProxy between them), and from
+// river_job how long the jobs waited for a worker.
 //
 // It runs on sqlite, as the local stack does, and on PostgreSQL, which is
 // what configs/kratos recommends for production (a throwaway cluster on
 // loopback; scripts/deps.sh postgres installs the server).
 //
-// Both paths get a Kratos of their own at the log level configs/kratos
+// Each path gets a Kratos of its own at the log level configs/kratos
 // ships (info; the test stack's shared Kratos logs at debug). With
-// BENCH_PROFILE_DIR set, both run with Kratos's PROFILING=cpu (or
+// BENCH_PROFILE_DIR set, all run with Kratos's PROFILING=cpu (or
 // BENCH_PROFILE: block, mutex, mem) and their profiles are copied there as
-// <db>-gateway.pprof and <db>-native.pprof.
+// <db>-gateway.pprof, <db>-native.pprof and <db>-outbox.pprof.
 func BenchmarkRecoveryBurst(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) {
-		benchmarkBurst(b, "sqlite", nil, nil)
+		benchmarkBurst(b, "sqlite", nil, nil, nil, pgtest.NewDatabase(b))
 	})
 	b.Run("postgres", func(b *testing.B) {
 		pg := startPostgres(b)
-		benchmarkBurst(b, "postgres", []string{"DSN=" + pg.dsn(b, "kratos_gateway")}, []string{"DSN=" + pg.dsn(b, "kratos_native")})
+		benchmarkBurst(b, "postgres", []string{"DSN=" + pg.dsn(b, "kratos_gateway")}, []string{"DSN=" + pg.dsn(b, "kratos_native")},
+			[]string{"DSN=" + pg.dsn(b, "kratos_outbox")}, pg.plainDSN(b, "gateway_outbox"))
 	})
 }
 
-func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
+// benchmarkBurst runs the burst through the gateway, through Kratos's SMTP
+// courier and through the gateway with the outbox on outboxDSN (a Kratos
+// each, started with gatewayEnv, nativeEnv, outboxEnv). The outbox's
+// Kratos calls its gateway through a timingProxy, which times /courier as
+// Kratos's courier waits for it.
+func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv, outboxEnv []string, outboxDSN string) {
 	const n = 200
+	kratosPGPort := 0 // Kratos's PostgreSQL, for the CPU meter
+	for _, e := range gatewayEnv {
+		if dsn, ok := strings.CutPrefix(e, "DSN="); ok {
+			kratosPGPort = portOf(dsn)
+		}
+	}
 	profileDir := os.Getenv("BENCH_PROFILE_DIR")
 	// BENCH_KRATOS_ENV (KEY=VALUE ...) goes to both, e.g. to compare
 	// COURIER_WORKER_PULL_WAIT values.
@@ -64,6 +83,9 @@ func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 	b.Cleanup(func() { stopNative(); saveKratosProfile(b, nativeName, profileDir) })
 	h, stop := runHostWith(b, writeConfigTB(b, gatewayConfig(hostOptions{enabled: true, kratos: &gatewayKratos})))
 	b.Cleanup(stop)
+	outboxName := "kratos-burst-" + db + "-outbox"
+	outbox := startGatewayStack(b, outboxName, outboxDSN, slices.Concat(kratosEnv, outboxEnv)...)
+	b.Cleanup(func() { outbox.stop(); saveKratosProfile(b, outboxName, profileDir) })
 
 	for b.Loop() {
 		// Identities with a password (bcrypt), then identities without one
@@ -74,8 +96,13 @@ func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 			password bool
 		}{{"", true}, {"nopw-", false}} {
 			logStart := len(h.String())
-			gateway := burst(b, gatewayKratos, n, kind.password)
-			kratosSMTP := burst(b, native, n, kind.password)
+			gwCPU := newCPUMeter(map[string]int{"kratos": portOf(gatewayKratos.admin), "gateway": portOf(env.hostAddr), "postgres": kratosPGPort, "mailpit": env.smtpPort})
+			natCPU := newCPUMeter(map[string]int{"kratos": portOf(native.admin), "postgres": kratosPGPort, "mailpit": env.smtpPort})
+			obCPU := newCPUMeter(map[string]int{"kratos": portOf(outbox.kratos.admin), "gateway": portOf(outbox.listen),
+				"postgres": portOf(outboxDSN), "mailpit": env.smtpPort})
+			gw := burst(b, gatewayKratos, n, kind.password, gwCPU)
+			nat := burst(b, native, n, kind.password, natCPU)
+			gateway, kratosSMTP := gw.rate, nat.rate
 			b.ReportMetric(gateway, kind.prefix+"gateway-recoveries/s")
 			b.ReportMetric(kratosSMTP, kind.prefix+"kratos-smtp-recoveries/s")
 			b.ReportMetric(gateway/kratosSMTP, kind.prefix+"ratio")
@@ -83,6 +110,38 @@ func benchmarkBurst(b *testing.B, db string, gatewayEnv, nativeEnv []string) {
 			b.ReportMetric(k, kind.prefix+"p50-kratos-ms")
 			b.ReportMetric(p, kind.prefix+"p50-plugin-ms")
 			b.ReportMetric(own, kind.prefix+"p50-host-own-ms")
+
+			logStart = len(outbox.host.String())
+			ob := burst(b, outbox.kratos, n, kind.password, obCPU)
+			withOutbox, start := ob.rate, ob.start
+			courierDone := time.Duration(0)
+			calls := outbox.proxy.since(start)
+			for _, c := range calls {
+				courierDone = max(courierDone, c.end.Sub(start))
+			}
+			a50, a95, failed := answerTimes(calls)
+			k, p, own = medianSplit(b, outbox.host.String()[logStart:])
+			st := readRiverStats(b, outboxDSN, "recovery", start)
+			b.ReportMetric(withOutbox, kind.prefix+"outbox-recoveries/s")
+			b.ReportMetric(withOutbox/kratosSMTP, kind.prefix+"outbox-ratio")
+			b.ReportMetric(a50, kind.prefix+"outbox-courier-p50-ms")
+			b.ReportMetric(a95, kind.prefix+"outbox-courier-p95-ms")
+			b.ReportMetric(k, kind.prefix+"outbox-p50-kratos-ms")
+			b.ReportMetric(st.waitP50, kind.prefix+"outbox-job-wait-p50-ms")
+			b.Logf("burst of %d (%s), Kratos on %s: gateway %.1f/s, Kratos's SMTP courier %.1f/s, gateway with the outbox %.1f/s (ratio %.2f); "+
+				"outbox: Kratos's courier handed the last message over %.1f s after the first submission (%d /courier calls, answered p50 %.2f ms p95 %.2f ms, %d not 2xx), "+
+				"the last mail %.1f s after it; per job: waited for a worker p50 %.0f ms p95 %.0f ms, ran p50 %.0f ms p95 %.0f ms "+
+				"(Kratos admin calls p50 %.1f ms, plugin %.1f ms, host %.2f ms), %d of %d jobs retried; "+
+				"recovery submissions Kratos refused (submitted again): gateway %d, SMTP courier %d, outbox %d",
+				n, cmp.Or(strings.TrimSuffix(kind.prefix, "-"), "password"), db, gateway, kratosSMTP, withOutbox, withOutbox/kratosSMTP,
+				courierDone.Seconds(), len(calls), a50, a95, failed, float64(n)/withOutbox,
+				st.waitP50, st.waitP95, st.runP50, st.runP95, k, p, own, st.retried, st.jobs, gw.refused, nat.refused, ob.refused)
+			// go test keeps 10 lines of a benchmark's log: two per kind.
+			b.Logf("  outbox: %s. %s", paceOf(calls), strings.Join([]string{"gateway: " + gwCPU.summary(n, "recovery"),
+				"Kratos's SMTP courier: " + natCPU.summary(n, "recovery"), "gateway with the outbox: " + obCPU.summary(n, "recovery")}, "; "))
+			b.ReportMetric(gwCPU.perUnit(n), kind.prefix+"gateway-cpu-ms")
+			b.ReportMetric(natCPU.perUnit(n), kind.prefix+"kratos-smtp-cpu-ms")
+			b.ReportMetric(obCPU.perUnit(n), kind.prefix+"outbox-cpu-ms")
 		}
 	}
 }
@@ -112,37 +171,33 @@ func saveKratosProfile(b *testing.B, name, dir string) {
 	}
 }
 
+// burstResult is one burst: recoveries/s, when the first submission
+// started, and how many submissions Kratos refused (each is submitted
+// again, as a user would, up to 5 times).
+type burstResult struct {
+	rate    float64
+	start   time.Time
+	refused int
+}
+
 // burst creates n identities (with a bcrypt password, or with none),
 // submits their recoveries 8 at a time, and returns recoveries/s from the
-// first submission to the last mail.
-func burst(b *testing.B, k kratosServer, n int, password bool) float64 {
+// first submission to the last mail, when that submission started and how
+// many submissions Kratos refused; meter, if not nil, measures the CPU from
+// the first submission to the last mail.
+func burst(b *testing.B, k kratosServer, n int, password bool, meter *cpuMeter) burstResult {
 	b.Helper()
 	domain := "burst-" + randomHex(4) + ".example.com"
 	emails := make([]string, n)
 	for i := range emails {
 		emails[i] = fmt.Sprintf("u%d@%s", i, domain)
 	}
-	parallel(b, emails, 8, func(email string) error {
-		body := map[string]any{"schema_id": "default", "traits": map[string]any{"email": email}}
-		if password {
-			body["credentials"] = map[string]any{"password": map[string]any{"config": map[string]any{"hashed_password": importedHash}}}
-		}
-		if status := callB(b, "POST", k.admin+"/admin/identities", body, nil); status != 201 {
-			return fmt.Errorf("create %s: HTTP %d", email, status)
-		}
-		return nil
-	})
+	createIdentities(b, k, emails, password)
+	if meter != nil {
+		meter.begin()
+	}
 	start := time.Now()
-	parallel(b, emails, 8, func(email string) error {
-		var flow struct {
-			ID string `json:"id"`
-		}
-		callB(b, "GET", k.public+"/self-service/recovery/api", nil, &flow)
-		if status := callB(b, "POST", k.public+"/self-service/recovery?flow="+flow.ID, map[string]any{"method": "code", "email": email}, nil); status != 200 {
-			return fmt.Errorf("recovery for %s: HTTP %d", email, status)
-		}
-		return nil
-	})
+	refused := submitRecoveries(b, k, emails)
 	q := env.mailpitAPI + "/api/v1/search?limit=1&query=" + url.QueryEscape("to:"+domain)
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -158,7 +213,11 @@ func burst(b *testing.B, k kratosServer, n int, password bool) float64 {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return float64(n) / time.Since(start).Seconds()
+	took := time.Since(start)
+	if meter != nil {
+		meter.end()
+	}
+	return burstResult{rate: float64(n) / took.Seconds(), start: start, refused: refused}
 }
 
 // medianSplit reads the host's "courier message handled" lines and returns
