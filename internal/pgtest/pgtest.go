@@ -92,20 +92,26 @@ var shared struct {
 // If the server cannot start, every test that asks for it fails.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	first := false
+	c, first, err := sharedCluster()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if first {
+		t.Logf("pgtest: shared PostgreSQL cluster on 127.0.0.1:%d started in %v", c.port, shared.took.Round(time.Millisecond))
+	}
+	return c
+}
+
+// sharedCluster starts the shared cluster at the first call; first says
+// whether this call started it.
+func sharedCluster() (c *Cluster, first bool, err error) {
 	shared.once.Do(func() {
 		first = true
 		start := time.Now()
 		shared.cluster, shared.err = startCluster(true)
 		shared.took = time.Since(start)
 	})
-	if shared.err != nil {
-		t.Fatalf("pgtest: %v", shared.err)
-	}
-	if first {
-		t.Logf("pgtest: shared PostgreSQL cluster on 127.0.0.1:%d started in %v", shared.cluster.port, shared.took.Round(time.Millisecond))
-	}
-	return shared.cluster
+	return shared.cluster, first, shared.err
 }
 
 // NewDatabase creates a database in the shared cluster and returns its DSN;

@@ -229,8 +229,8 @@ func TestNewClusterCleanup(t *testing.T) {
 // prints its folder and port, and waits to be killed.
 func TestSharedGoesWithProcess(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), "PGTEST_HELPER=1")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -282,14 +282,27 @@ func TestSharedGoesWithProcess(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is TestSharedGoesWithProcess's helper; it does nothing
-// in a normal run.
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv("PGTEST_HELPER") != "1" {
-		t.Skip("the helper of TestSharedGoesWithProcess")
+// helperEnv makes the test binary TestSharedGoesWithProcess's child
+// instead of running the tests (see TestMain).
+const helperEnv = "PGTEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		helperProcess()
 	}
-	c := Shared(t)
+	os.Exit(m.Run())
+}
+
+// helperProcess starts the shared cluster as a test binary does, says where
+// it is, and waits to be killed with SIGKILL.
+func helperProcess() {
+	c, _, err := sharedCluster()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest helper: %v\n", err)
+		os.Exit(2)
+	}
 	fmt.Printf("CLUSTER %s %d\n", c.dir, c.Port())
 	time.Sleep(time.Minute)
-	t.Fatal("not killed within a minute")
+	fmt.Fprintln(os.Stderr, "pgtest helper: not killed within a minute")
+	os.Exit(1)
 }
