@@ -3,32 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testplugin"
 )
 
 // pluginBin is the real gateway-email-plugin, built once for this package.
 var pluginBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin = filepath.Join(dir, "gateway-email-plugin")
-	if out, err := exec.Command("go", "build", "-o", pluginBin, "../../plugin/cmd/gateway-email-plugin").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testplugin.Main(m, &pluginBin) }
 
 func run(args []string, environ ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer

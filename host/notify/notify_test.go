@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +22,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/metrics"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testplugin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
@@ -33,22 +31,7 @@ import (
 // server.
 var pluginBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "notify-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin = filepath.Join(dir, "gateway-email-plugin")
-	build := exec.Command("go", "build", "-o", pluginBin, "../../plugin/cmd/gateway-email-plugin")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testplugin.Main(m, &pluginBin) }
 
 // startPlugin launches the real plugin, configured to deliver to srv with
 // the template section tmpl (nil: the defaults).

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -19,28 +17,14 @@ import (
 	"time"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/smtptest"
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testplugin"
 	"github.com/kratos-email-gateway/kratos-email-gateway/sdk"
 )
 
 // pluginBin is the real gateway-email-plugin, built once for this package.
 var pluginBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pluginhost-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin = filepath.Join(dir, "gateway-email-plugin")
-	build := exec.Command("go", "build", "-o", pluginBin, "../../plugin/cmd/gateway-email-plugin")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testplugin.Main(m, &pluginBin) }
 
 func pluginConfig(srv *smtptest.Server) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"smtp": {"host": "127.0.0.1", "port": %d, "email_address": %q,
