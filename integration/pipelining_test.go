@@ -29,15 +29,7 @@ func TestPipeliningSMTPServer(t *testing.T) {
 
 	email := uniqueEmail(t)
 	createIdentity(t, email, oldPassword)
-	received := func(to string) []smtptest.Received {
-		var out []smtptest.Received
-		for _, m := range srv.State().Mails {
-			if slices.Contains(m.To, to) {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
+	received := func(to string) []smtptest.Received { return receivedBy(srv, to) }
 	startRecovery(t, email)
 	waitFor(t, func() bool { return len(received(email)) > 0 }, "the recovery mail at the pipelining server")
 
@@ -70,6 +62,17 @@ func TestPipeliningSMTPServer(t *testing.T) {
 	if status, _ := login(t, email, temp); status != http.StatusOK {
 		t.Errorf("login with the temporary password from the pipelined mail: HTTP %d, want 200", status)
 	}
+}
+
+// receivedBy lists the mails srv accepted for to.
+func receivedBy(srv *smtptest.Server, to string) []smtptest.Received {
+	var out []smtptest.Received
+	for _, m := range srv.State().Mails {
+		if slices.Contains(m.To, to) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // textPart decodes the text/plain part of a raw mail.

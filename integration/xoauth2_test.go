@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,15 +39,7 @@ func TestXOAUTH2Journeys(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS, XOAUTH2: h.xoauth2Validator(t, env.smtpUser, xoauth2Scope)})
 	host, stop := runHostWith(t, writeConfig(t, xoauth2Config(srv, h, id, secret)))
 	t.Cleanup(stop)
-	received := func(to string) []smtptest.Received {
-		var out []smtptest.Received
-		for _, m := range srv.State().Mails {
-			if slices.Contains(m.To, to) {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
+	received := func(to string) []smtptest.Received { return receivedBy(srv, to) }
 
 	// A recovery over XOAUTH2.
 	email := uniqueEmail(t)
