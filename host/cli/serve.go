@@ -250,7 +250,8 @@ func (s *services) drainNotices() {
 
 // checks are readiness's: the plugin is configured, Kratos's admin API is
 // ready, the config file's last reload was accepted, and, with the outbox,
-// its database answers and no message waits longer than queue.ready_max_age.
+// its database answers; a message undelivered longer than
+// queue.ready_max_age makes the host degraded.
 func (s *services) checks(ob *outbox.Outbox) []httpapi.Check {
 	checks := []httpapi.Check{
 		{Name: "plugin", Run: func(ctx context.Context) error {
@@ -267,9 +268,10 @@ func (s *services) checks(ob *outbox.Outbox) []httpapi.Check {
 		{Name: "config", Run: s.store.Healthy},
 	}
 	if ob != nil {
-		checks = append(checks, httpapi.Check{Name: "queue", Run: func(ctx context.Context) error {
-			return ob.Ready(ctx, s.store.Current().Queue.ReadyMaxAge)
-		}})
+		checks = append(checks, httpapi.Check{Name: "queue", Run: ob.Ping},
+			httpapi.Check{Name: "queue_backlog", Degrades: true, Run: func(ctx context.Context) error {
+				return ob.Backlog(ctx, s.store.Current().Queue.ReadyMaxAge)
+			}})
 	}
 	return checks
 }

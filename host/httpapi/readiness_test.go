@@ -15,10 +15,12 @@ import (
 )
 
 // Restart-only keys the file changed are named by readiness without
-// failing it; the rest of the answer keeps its shape.
+// failing it, and so is a check that only degrades; the rest of the answer
+// keeps its shape.
 func TestReadinessNamesKeysThatNeedARestart(t *testing.T) {
 	t.Parallel()
 	failing := Check{Name: "kratos", Run: func(context.Context) error { return errors.New("connection refused") }}
+	backlog := Check{Name: "queue_backlog", Degrades: true, Run: func(context.Context) error { return errors.New("a message is late") }}
 	tests := []struct {
 		name     string
 		restart  []string
@@ -31,6 +33,10 @@ func TestReadinessNamesKeysThatNeedARestart(t *testing.T) {
 			`{"restart_needed":"listen, log.format","status":"ok","wiring":"verified"}`},
 		{"keys changed and a check fails", []string{"kratos.verify_wiring"}, []Check{failing}, http.StatusServiceUnavailable,
 			`{"errors":{"kratos":"connection refused"},"restart_needed":"kratos.verify_wiring","status":"unavailable","wiring":"verified"}`},
+		{"a check that degrades fails", nil, []Check{backlog}, http.StatusOK,
+			`{"degraded":{"queue_backlog":"a message is late"},"status":"degraded","wiring":"verified"}`},
+		{"a check that degrades and one that fails", nil, []Check{backlog, failing}, http.StatusServiceUnavailable,
+			`{"degraded":{"queue_backlog":"a message is late"},"errors":{"kratos":"connection refused"},"status":"unavailable","wiring":"verified"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,6 +48,11 @@ type Sender interface {
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Degrades: a failure makes the host "degraded" (200, listed under
+	// "degraded") rather than unavailable: it still does its job, and
+	// taking it out of rotation would not help (e.g. a backlog that every
+	// host sharing the queue sees alike).
+	Degrades bool
 }
 
 // Observer counts what the handlers do (see package metrics).
@@ -254,10 +259,14 @@ func (s *Server) alive(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	errs := map[string]string{}
+	errs, degraded := map[string]string{}, map[string]string{}
 	for _, c := range s.ready {
 		if err := c.Run(ctx); err != nil {
-			errs[c.Name] = err.Error()
+			if c.Degrades {
+				degraded[c.Name] = err.Error()
+			} else {
+				errs[c.Name] = err.Error()
+			}
 		}
 	}
 	if f := s.keyFault.Load(); f != nil {
@@ -271,6 +280,9 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	answer := map[string]any{"wiring": wiringState}
+	if len(degraded) > 0 {
+		answer["degraded"] = degraded
+	}
 	if s.restart != nil {
 		if keys := s.restart(); len(keys) > 0 {
 			answer["restart_needed"] = strings.Join(keys, ", ")
@@ -282,7 +294,7 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	answer["status"] = "ok"
-	if wiringState != "verified" {
+	if wiringState != "verified" || len(degraded) > 0 {
 		answer["status"] = "degraded"
 	}
 	writeJSON(w, http.StatusOK, answer)

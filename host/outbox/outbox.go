@@ -283,18 +283,29 @@ func lockKey(identityID string) int64 {
 	return int64(binary.BigEndian.Uint64(sum[:8]))
 }
 
-// Ready reports a problem while the oldest job waiting to run is older
-// than maxAge, or the database does not answer.
-func (o *Outbox) Ready(ctx context.Context, maxAge time.Duration) error {
+// Ping reports whether the queue's database answers: without it /courier
+// cannot take a message.
+func (o *Outbox) Ping(ctx context.Context) error {
+	if err := o.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("the queue's PostgreSQL: %s", pgProblem(err))
+	}
+	return nil
+}
+
+// Backlog reports a problem while a message taken more than maxAge ago is
+// still not delivered: waiting for a worker, or for its next try after a
+// failure. Its age runs from when it was taken, since every retry moves its
+// scheduled time.
+func (o *Outbox) Backlog(ctx context.Context, maxAge time.Duration) error {
 	var oldest *time.Time
 	err := o.pool.QueryRow(ctx,
-		`SELECT min(scheduled_at) FROM river_job WHERE state IN ('available', 'retryable') AND scheduled_at <= now()`).Scan(&oldest)
+		`SELECT min(created_at) FROM river_job WHERE state IN ('available', 'retryable', 'scheduled')`).Scan(&oldest)
 	if err != nil {
 		return fmt.Errorf("the queue's PostgreSQL: %s", pgProblem(err))
 	}
 	if oldest != nil {
 		if age := time.Since(*oldest); age > maxAge {
-			return fmt.Errorf("the oldest queued message waits for %s, more than queue.ready_max_age (%s): check the SMTP server and Kratos, and `gateway queue list`",
+			return fmt.Errorf("a message taken %s ago is not delivered yet, longer than queue.ready_max_age (%s): check the SMTP server and Kratos, and `gateway queue list`",
 				age.Round(time.Second), maxAge)
 		}
 	}

@@ -345,18 +345,22 @@ func TestLockAcrossHosts(t *testing.T) {
 	}
 }
 
-// Readiness fails while a message waits longer than the limit.
-func TestReady(t *testing.T) {
+// The backlog is reported while a message taken longer ago than the limit
+// is not delivered, also when a retry moved its next try to now.
+func TestBacklog(t *testing.T) {
 	t.Parallel()
 	h := start(t, pgtest.NewDatabase(t), testConfig(t), &deliveries{}, Options{}, false)
 	ctx := context.Background()
-	if err := h.ob.Ready(ctx, time.Minute); err != nil {
+	if err := h.ob.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := h.ob.Backlog(ctx, time.Minute); err != nil {
 		t.Fatalf("empty queue: %v", err)
 	}
 	if _, err := h.ob.Enqueue(ctx, recoveryMessage("id-1", "123456")); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ob.Ready(ctx, time.Minute); err != nil {
+	if err := h.ob.Backlog(ctx, time.Minute); err != nil {
 		t.Errorf("a fresh message: %v", err)
 	}
 	conn, err := pgx.Connect(ctx, h.dsn)
@@ -364,11 +368,11 @@ func TestReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "UPDATE river_job SET scheduled_at = now() - interval '10 minutes'"); err != nil {
+	if _, err := conn.Exec(ctx, "UPDATE river_job SET state = 'retryable', created_at = now() - interval '10 minutes', scheduled_at = now()"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ob.Ready(ctx, time.Minute); err == nil || !strings.Contains(err.Error(), "queue.ready_max_age") {
-		t.Errorf("a message waiting 10 minutes = %v, want an error naming queue.ready_max_age", err)
+	if err := h.ob.Backlog(ctx, time.Minute); err == nil || !strings.Contains(err.Error(), "queue.ready_max_age") {
+		t.Errorf("a message taken 10 minutes ago and retried now = %v, want an error naming queue.ready_max_age", err)
 	}
 }
 
