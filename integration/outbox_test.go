@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +122,75 @@ func startHostWithConfig(t *testing.T, cfg string) *hostProc {
 	h, stop := runHostWith(t, writeConfig(t, cfg))
 	t.Cleanup(stop)
 	return h
+}
+
+// courierOutcome posts body to the host's /courier with auth and returns
+// what became of it (settled).
+func courierOutcome(t *testing.T, h *hostProc, auth string, body []byte) (int, string) {
+	t.Helper()
+	status, out := postCourier(t, auth, body)
+	return settled(t, h, status, out)
+}
+
+// waitRetried waits until the recovery message for the identity id at to
+// failed twice and is kept for another try: by Kratos, which sends it again
+// (synchronous mode), or by the outbox, which retries its job.
+func waitRetried(t *testing.T, h *hostProc, to, id string) {
+	t.Helper()
+	if !queueMode() {
+		waitFor(t, func() bool {
+			msgs := courierMessages(t, to)
+			return len(msgs) == 1 && msgs[0].SendCount >= 2
+		}, "Kratos retrying the message the gateway could not send")
+		return
+	}
+	waitFor(t, func() bool {
+		n := 0
+		for _, l := range stormLogLines(h.String()) {
+			if l["event"] == "job_retry" && l["identity_id"] == id {
+				n++
+			}
+		}
+		return n >= 2
+	}, "the outbox retrying the job the gateway could not send")
+}
+
+// queueMode says whether the suite runs through the outbox
+// (INTEGRATION_QUEUE=postgres, see withQueueMode).
+func queueMode() bool { return os.Getenv("INTEGRATION_QUEUE") == "postgres" }
+
+// settled is what became of one courier call in either mode, as status and
+// error: the answer itself, or, when the outbox took the message, how its
+// job ended in h's log: done (200), or discarded or retried with the status
+// and error the synchronous answer would have carried. The rules are the
+// same in both modes; only where they are told differs.
+func settled(t *testing.T, h *hostProc, status int, out map[string]string) (int, string) {
+	t.Helper()
+	if status != http.StatusOK || out["delivery"] != "queued" {
+		return status, out["error"]
+	}
+	job, err := strconv.ParseInt(out["job"], 10, 64)
+	if err != nil {
+		t.Fatalf("the outbox's answer %v names no job", out)
+	}
+	var end map[string]any
+	waitFor(t, func() bool {
+		for _, l := range stormLogLines(h.String()) {
+			if id, _ := l["job_id"].(float64); int64(id) != job {
+				continue
+			}
+			switch l["event"] {
+			case "job_done", "job_discarded", "job_retry":
+				end = l
+				return true
+			}
+		}
+		return false
+	}, fmt.Sprintf("the end of job %d in the host log", job))
+	if end["event"] == "job_done" {
+		return http.StatusOK, ""
+	}
+	code, _ := end["status"].(float64)
+	msg, _ := end["error"].(string)
+	return int(code), msg
 }

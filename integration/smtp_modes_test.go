@@ -116,9 +116,9 @@ func TestUnverifiedCertificateAnswers502(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, out := postCourier(t, "Bearer "+env.apiKey, body)
-	if status != http.StatusBadGateway || !strings.Contains(out["error"], "certificate did not verify") {
-		t.Fatalf("HTTP %d %v, want 502 naming the certificate", status, out)
+	status, msg := courierOutcome(t, logs, "Bearer "+env.apiKey, body)
+	if status != http.StatusBadGateway || !strings.Contains(msg, "certificate did not verify") {
+		t.Fatalf("HTTP %d %q, want 502 naming the certificate", status, msg)
 	}
 	waitFor(t, func() bool { return strings.Contains(logs.String(), `"msg":"delivery failed"`) }, "the failure in the log")
 	for _, want := range []string{`"status":502`, "smtp tls", "smtp.ca_file"} {

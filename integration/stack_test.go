@@ -605,7 +605,7 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 // keeps it.
 func withQueueMode(t testing.TB, path string) {
 	t.Helper()
-	if os.Getenv("INTEGRATION_QUEUE") != "postgres" {
+	if !queueMode() {
 		return
 	}
 	raw, err := os.ReadFile(path)

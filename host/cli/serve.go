@@ -212,7 +212,11 @@ func buildServices(cfg *config.Config, plugin servedPlugin, logs logging, ob *ou
 	if cfg.Kratos.VerifyWiring {
 		s.hook = wiring.NewStatus("not checked yet")
 	}
-	s.deliver = courier.New(s.resets, gw, m, s.hook, logs.host)
+	var deliverOpts []courier.Option
+	if ob != nil {
+		deliverOpts = append(deliverOpts, courier.ForOutbox())
+	}
+	s.deliver = courier.New(s.resets, gw, m, s.hook, logs.host, deliverOpts...)
 	if cfg.DemoUI.Listen != "" {
 		s.demo = &swapHandler{}
 		s.demo.set(demoui.New(demoConfig(cfg), logs.host))

@@ -78,19 +78,37 @@ type Deliverer struct {
 	log     *slog.Logger
 	// wiring is nil when the check is off (kratos.verify_wiring: false).
 	wiring Wiring
+	// kratosRetries says whether a failure goes back to Kratos's courier,
+	// which sends the message again; the outbox retries on its own and
+	// logs what it decided.
+	kratosRetries bool
 }
 
+// Option changes a Deliverer.
+type Option func(*Deliverer)
+
+// ForOutbox tells the Deliverer that its failures go to the outbox, not to
+// Kratos: its logs then do not promise Kratos's retry.
+func ForOutbox() Option { return func(d *Deliverer) { d.kratosRetries = false } }
+
 // New returns a Deliverer; wiring may be nil.
-func New(reset Resetter, send Sender, observe Observer, wiring Wiring, log *slog.Logger) *Deliverer {
-	return &Deliverer{reset: reset, send: send, observe: observe, wiring: wiring, log: log}
+func New(reset Resetter, send Sender, observe Observer, wiring Wiring, log *slog.Logger, opts ...Option) *Deliverer {
+	d := &Deliverer{reset: reset, send: send, observe: observe, wiring: wiring, log: log, kratosRetries: true}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
 }
 
 // Answer is what a delivered message is answered with. The fields are in
 // the order of the JSON keys before Answer existed (a map's: sorted).
 type Answer struct {
 	Delivery string `json:"delivery"`
-	Reason   string `json:"reason,omitempty"`
-	Status   string `json:"status"`
+	// Job is the outbox job holding the message (`gateway queue list`);
+	// the synchronous path has none.
+	Job    int64  `json:"job,omitempty,string"`
+	Reason string `json:"reason,omitempty"`
+	Status string `json:"status"`
 }
 
 // Deliver handles msg under cfg within ctx: it returns once the mail was
@@ -116,7 +134,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cfg *config.Config, msg Message
 		}, d.Policy(cfg, recovery.User))
 		if err != nil {
 			log.Error("recovery reset failed", "identity_id", msg.IdentityID, "error", err.Error(), "status", Status(err),
-				"kratos_retries", true)
+				"kratos_retries", d.kratosRetries)
 			d.observe.Message(msg.TemplateType, "failed")
 			d.observe.Reset("self-service", string(recovery.OutcomeFailed), "")
 			return Answer{}, err
@@ -141,7 +159,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cfg *config.Config, msg Message
 	cancel()
 	spent.Plugin += time.Since(sendStart)
 	if err != nil {
-		log.Error("delivery failed", "error", err.Error(), "status", Status(err), "kratos_retries", true, "delivery", delivery)
+		log.Error("delivery failed", "error", err.Error(), "status", Status(err), "kratos_retries", d.kratosRetries, "delivery", delivery)
 		d.observe.Message(msg.TemplateType, "failed")
 		return Answer{}, fmt.Errorf("send mail: %w", err)
 	}

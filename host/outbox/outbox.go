@@ -239,11 +239,11 @@ func (o *Outbox) Enqueue(ctx context.Context, msg courier.Message) (courier.Answ
 	if res.UniqueSkippedAsDuplicate {
 		log.Info("courier message already queued; nothing added")
 		o.observe.Job(queue, "duplicate")
-		return courier.Answer{Status: "duplicate", Delivery: "queued"}, nil
+		return courier.Answer{Status: "duplicate", Delivery: "queued", Job: res.Job.ID}, nil
 	}
 	log.Info("courier message queued")
 	o.observe.Job(queue, "queued")
-	return courier.Answer{Status: "queued", Delivery: "queued"}, nil
+	return courier.Answer{Status: "queued", Delivery: "queued", Job: res.Job.ID}, nil
 }
 
 // uniqueKey is a digest of msg under secrets.cipher: Kratos's messages have

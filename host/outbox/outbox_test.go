@@ -205,11 +205,17 @@ func TestEnqueueDeliverOnceSealed(t *testing.T) {
 	ctx := context.Background()
 	msg := recoveryMessage("4d1c0d5e-0000-4000-8000-000000000001", "740192")
 	login := courier.Message{Recipient: "user@example.org", Subject: "Login code", Body: "Your login code is 993311", TemplateType: "login_code_valid"}
+	var job int64
 	for i, want := range []string{"queued", "duplicate"} {
 		ans, err := h.ob.Enqueue(ctx, msg)
 		if err != nil || ans.Status != want {
 			t.Fatalf("enqueue %d = %+v, %v; want %s", i+1, ans, err, want)
 		}
+		// The answer names the job holding the message, the copy's too.
+		if ans.Job == 0 || (job != 0 && ans.Job != job) {
+			t.Fatalf("enqueue %d names job %d, want the one job (first answer: %d)", i+1, ans.Job, job)
+		}
+		job = ans.Job
 	}
 	if ans, err := h.ob.Enqueue(ctx, login); err != nil || ans.Status != "queued" {
 		t.Fatalf("enqueue login code = %+v, %v", ans, err)
