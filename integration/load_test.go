@@ -22,7 +22,7 @@ func TestLoadPassThrough(t *testing.T) {
 	const senders, perSender = 50, 20
 	h := startHost(t, hostOptions{enabled: true})
 	run := randomHex(6)
-	baseline := goroutines(t)
+	baseline := steadyGoroutines(t)
 
 	transport := &http.Transport{MaxIdleConnsPerHost: senders}
 	client := &http.Client{Transport: transport, Timeout: 60 * time.Second}
@@ -121,6 +121,25 @@ func TestLoadPassThrough(t *testing.T) {
 var goroutineGauge = regexp.MustCompile(`(?m)^go_goroutines (\d+)$`)
 
 // goroutines reads the host's go_goroutines gauge from /metrics.
+// steadyGoroutines waits until the host's goroutine count holds still for
+// a second and returns it: a host with the outbox starts River's queue
+// maintenance (a dozen goroutines) once it is elected leader, a moment
+// after it is ready.
+func steadyGoroutines(t *testing.T) int {
+	t.Helper()
+	last, same := goroutines(t), 0
+	for deadline := time.Now().Add(20 * time.Second); same < 4 && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		n := goroutines(t)
+		if n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+	}
+	return last
+}
+
 func goroutines(t *testing.T) int {
 	t.Helper()
 	var raw []byte

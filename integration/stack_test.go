@@ -584,6 +584,17 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 		stop()
 		t.Fatalf("gateway not ready: %v\nlog:\n%s", err, logs.String())
 	}
+	// The queue mode's run must really go through the outbox. The host
+	// logs how it serves just after it started answering.
+	if raw, err := os.ReadFile(path); err == nil && strings.Contains(string(raw), "\nqueue:") {
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"gateway serving"`) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !strings.Contains(logs.String(), `"outbox":true`) {
+			stop()
+			t.Fatalf("a host configured with queue.postgres_dsn did not start its outbox:\n%s", logs.String())
+		}
+	}
 	// Until its first wiring check ended, a host leaves every recovery to
 	// Kratos: tests start once it has a verdict, whichever it is.
 	if raw, err := os.ReadFile(path); err == nil && !strings.Contains(string(raw), "verify_wiring: false") {

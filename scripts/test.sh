@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, vet, staticcheck,
 # generated code freshness, unit tests (with -race), a short bounded fuzz run,
-# and the integration journeys against real Kratos (v1.3.1, then v26.2.0) and Mailpit.
+# and the integration journeys against real Kratos (v1.3.1, then v26.2.0) and
+# Mailpit, then once more (v1.3.1) with the gateway on its durable outbox.
 # It installs what it needs itself (scripts/deps.sh), so it works on a fresh clone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,5 +53,12 @@ for kratos in v1.3.1 v26.2.0; do
   step "integration: real Kratos $(.cache/kratos-$kratos version 2>/dev/null | head -1 | tr -s '\t ' ' '), Mailpit, gateway"
   (cd integration && KRATOS_VERSION=$kratos go test -count=1 -timeout 15m ./...)
 done
+
+# And once more with every host on the durable outbox (a database of its own
+# in a throwaway PostgreSQL cluster; integration/stack_test.go withQueueMode):
+# the same journeys, the same rules, told through the queue. The TestOutbox*
+# tests set up outboxes of their own and ran in both runs above.
+step "integration through the durable outbox: real Kratos v1.3.1, PostgreSQL, Mailpit, gateway"
+(cd integration && INTEGRATION_QUEUE=postgres KRATOS_VERSION=v1.3.1 go test -count=1 -timeout 15m -skip '^TestOutbox' ./...)
 
 step "all tests passed"

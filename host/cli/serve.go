@@ -88,7 +88,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	errc := startServers(servers, log)
 	svc.startWiringCheck(ctx)
 	watchConfig(ctx, svc.reloader(path, env.Environ))
-	log.Info("gateway serving", "listen", servers[0].ln.Addr().String(), "tls", servers[0].tls, "enabled", cfg.Enabled, "plugin_pid", plugin.Pid())
+	log.Info("gateway serving", "listen", servers[0].ln.Addr().String(), "tls", servers[0].tls, "enabled", cfg.Enabled, "outbox", ob != nil, "plugin_pid", plugin.Pid())
 
 	if err := wait(ctx, errc); err != nil {
 		return err
