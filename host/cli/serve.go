@@ -69,7 +69,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		// Not ctx: River stops hard when its context ends; stopOutbox
 		// stops it gracefully after the servers.
 		if err := ob.Start(context.WithoutCancel(ctx), outbox.Deps{Config: svc.store.Current, Deliver: svc.deliver, Observer: svc.metrics,
-			Holding: svc.hook.Checking}); err != nil {
+			Holding: svc.hook.Checking, Notices: svc.notices}); err != nil {
 			return fmt.Errorf("start the outbox's workers: %w", err)
 		}
 		// The jobs under way finish (or go back to the queue) once the
@@ -199,7 +199,12 @@ func buildServices(cfg *config.Config, plugin servedPlugin, logs logging, ob *ou
 	// The one observer around the plugin: every delivery's SMTP stages go
 	// to the metrics.
 	gw := m.Observe(plugin)
-	s.notices = notify.New(notify.Deps{Config: s.store.Current, Kratos: s.kratos, Plugin: gw, Observer: m, Log: logs.host})
+	nd := notify.Deps{Config: s.store.Current, Kratos: s.kratos, Plugin: gw, Observer: m, Log: logs.host}
+	if ob != nil {
+		// Notices go to the outbox too, and outlive this host.
+		nd.Durable = ob
+	}
+	s.notices = notify.New(nd)
 	opts := []recovery.Option{recovery.WithNotices(s.notices)}
 	if ob != nil {
 		// Hosts sharing the outbox serialise each identity's work.

@@ -120,17 +120,31 @@ type Deps struct {
 	// QueueSize bounds the notices accepted and not yet finished (0:
 	// DefaultQueueSize).
 	QueueSize int
+	// Durable, when set, stores each notice in the outbox, whose workers
+	// call Attempt on any host sharing it: a notice then outlives this
+	// host. A notice the outbox does not take stays in memory.
+	Durable Durable
 }
+
+// Durable stores a notice for the outbox's workers (package outbox).
+type Durable interface {
+	EnqueueNotice(ctx context.Context, nt Notice) error
+}
+
+// durableTimeout bounds storing a notice in the outbox; the notice stays
+// in memory when it is not stored by then.
+const durableTimeout = 5 * time.Second
 
 // Notifier sends notices in the background. Notify never blocks; Drain
 // ends it.
 type Notifier struct {
-	cfg   func() *config.Config
-	ids   Identities
-	send  Sender
-	obs   Observer
-	log   *slog.Logger
-	after func(time.Duration) <-chan time.Time
+	cfg     func() *config.Config
+	ids     Identities
+	send    Sender
+	obs     Observer
+	log     *slog.Logger
+	after   func(time.Duration) <-chan time.Time
+	durable Durable
 
 	// slots holds one token per notice accepted and not yet finished.
 	slots chan struct{}
@@ -158,7 +172,7 @@ func New(d Deps) *Notifier {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Notifier{
-		cfg: d.Config, ids: d.Kratos, send: d.Plugin, obs: d.Observer, log: d.Log, after: after,
+		cfg: d.Config, ids: d.Kratos, send: d.Plugin, obs: d.Observer, log: d.Log, after: after, durable: d.Durable,
 		slots: make(chan struct{}, size), sends: make(chan struct{}, defaultSends),
 		base: base, cancel: cancel, draining: make(chan struct{}),
 	}
@@ -195,8 +209,26 @@ func (n *Notifier) Notify(nt Notice) {
 	go func() {
 		defer n.wg.Done()
 		defer func() { <-n.slots }()
+		if n.store(nt, log) {
+			return
+		}
 		n.run(nt, log)
 	}()
+}
+
+// store hands nt to the outbox, when there is one, and reports whether it
+// took it; the hook that asked for the notice does not wait for it.
+func (n *Notifier) store(nt Notice, log *slog.Logger) bool {
+	if n.durable == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.base, durableTimeout)
+	defer cancel()
+	if err := n.durable.EnqueueNotice(ctx, nt); err != nil {
+		log.Warn("notice kept in this host's memory: the outbox did not take it", "store", "memory", "error", err.Error())
+		return false
+	}
+	return true
 }
 
 // Drain stops taking notices and lets those queued or waiting for a retry
@@ -250,50 +282,98 @@ const (
 
 // run tries nt until it is sent, skipped or given up.
 func (n *Notifier) run(nt Notice, log *slog.Logger) {
-	kind := string(nt.Kind)
 	// sent are the recipients that got the notice, so that a retry mails
 	// only the others.
 	sent := map[string]bool{}
-	confirms := 0
-	for attempt := 1; ; {
-		res, why, err := n.try(nt, sent)
+	confirm := func(d time.Duration) bool {
+		if n.stopping() {
+			return false
+		}
+		n.wait(d)
+		return true
+	}
+	for attempt := 1; ; attempt++ {
+		if done, _ := n.settle(n.base, nt, log, sent, attempt, confirm, n.stopping); done {
+			return
+		}
+		n.wait(RetryWait(n.cfg(), attempt))
+	}
+}
+
+// Attempt makes the attempt-th try (from 1) of a notice the outbox holds,
+// and logs and counts how it ended as for a notice kept in memory. It
+// returns done when the notice needs nothing more: sent, skipped, or given
+// up, which err then says why (the job is discarded). Not done, err is the
+// failure of a try that may pass later, due after RetryWait. A recipient
+// that got the notice before a failed try gets it again at the next:
+// unlike memory, a job keeps no state between tries.
+func (n *Notifier) Attempt(ctx context.Context, nt Notice, attempt int) (done bool, err error) {
+	log := n.log.With("event", "notice", "kind", string(nt.Kind), "identity_id", nt.IdentityID, "store", "outbox")
+	confirm := func(d time.Duration) bool {
+		select {
+		case <-n.after(d):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return n.settle(ctx, nt, log, map[string]bool{}, attempt, confirm, func() bool { return false })
+}
+
+// RetryWait is the wait after the attempt-th failed try of a notice:
+// notices.retry_backoff, doubled per try since, at most
+// config.MaxNoticeRetryWait.
+func RetryWait(cfg *config.Config, attempt int) time.Duration {
+	return backoff(cfg.Notices.RetryBackoff, attempt)
+}
+
+// settle makes the attempt-th try of nt, waiting first with confirm (false:
+// no more waiting) for Kratos to store the password a PasswordChanged
+// notice is about, and logs and counts the end. done says the notice needs
+// nothing more (a non-nil err: it was given up, at notices.max_attempts or
+// when last says so); otherwise err is the try's failure and another is due.
+func (n *Notifier) settle(ctx context.Context, nt Notice, log *slog.Logger, sent map[string]bool, attempt int,
+	confirm func(time.Duration) bool, last func() bool) (done bool, err error) {
+	kind := string(nt.Kind)
+	for confirms := 0; ; confirms++ {
+		res, why, err := n.try(ctx, nt, sent)
 		switch res {
 		case delivered:
 			log.Info("notice sent", "result", ResultSent, "attempt", attempt, "recipients", len(sent))
 			n.obs.Notice(kind, ResultSent)
-			return
+			return true, nil
 		case skip:
 			log.Info("notice not sent: "+why, "result", ResultSkipped)
 			n.obs.Notice(kind, ResultSkipped)
-			return
+			return true, nil
 		case notStored:
-			if confirms == len(confirmWaits) || n.stopping() {
+			if confirms < len(confirmWaits) && !confirm(confirmWaits[confirms]) && ctx.Err() != nil {
+				// Stopping: the outbox keeps the notice for later.
+				return false, ctx.Err()
+			}
+			if confirms == len(confirmWaits) || last() {
 				log.Info("notice not sent: Kratos did not store the new password the settings hook saw (the settings flow failed after the hook)", "result", ResultSkipped)
 				n.obs.Notice(kind, ResultSkipped)
-				return
+				return true, nil
 			}
-			n.wait(confirmWaits[confirms])
-			confirms++
 			continue
 		case giveUp:
 			log.Error("notice not sent; it cannot be built or delivered as it is, so it is not tried again", "result", ResultFailed,
 				"attempt", attempt, "error", err.Error())
 			n.obs.Notice(kind, ResultFailed)
-			return
+			return true, err
 		}
 		maxAttempts := n.cfg().Notices.MaxAttempts
-		if attempt >= maxAttempts || n.stopping() {
+		if attempt >= maxAttempts || last() {
 			log.Error("notice not sent; given up", "result", ResultFailed, "attempt", attempt, "max_attempts", maxAttempts,
-				"shutting_down", n.stopping(), "error", err.Error())
+				"shutting_down", last(), "error", err.Error())
 			n.obs.Notice(kind, ResultFailed)
-			return
+			return true, err
 		}
-		wait := backoff(n.cfg().Notices.RetryBackoff, attempt)
 		log.Warn("notice not sent; trying again later", "result", ResultRetried, "attempt", attempt, "max_attempts", maxAttempts,
-			"retry_in", wait.String(), "error", err.Error())
+			"retry_in", RetryWait(n.cfg(), attempt).String(), "error", err.Error())
 		n.obs.Notice(kind, ResultRetried)
-		n.wait(wait)
-		attempt++
+		return false, err
 	}
 }
 
@@ -332,16 +412,16 @@ func (n *Notifier) stopping() bool {
 // try makes one try of nt: it reads the identity from Kratos and mails the
 // notice to each of its recovery addresses not in sent, adding those that
 // got it.
-func (n *Notifier) try(nt Notice, sent map[string]bool) (outcome, string, error) {
+func (n *Notifier) try(ctx context.Context, nt Notice, sent map[string]bool) (outcome, string, error) {
 	cfg := n.cfg()
 	if !enabled(cfg, nt.Kind) {
 		return skip, "switched off since it was queued (notices." + string(nt.Kind) + ".enabled)", nil
 	}
-	if err := n.base.Err(); err != nil {
+	if err := ctx.Err(); err != nil {
 		return retry, "", fmt.Errorf("shutting down: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(n.base, cfg.Timeouts.Kratos)
-	id, err := n.ids.Identity(ctx, nt.IdentityID)
+	kctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.Kratos)
+	id, err := n.ids.Identity(kctx, nt.IdentityID)
 	cancel()
 	switch {
 	case errors.Is(err, kratosadmin.ErrNotFound):
@@ -374,7 +454,7 @@ func (n *Notifier) try(nt Notice, sent map[string]bool) (outcome, string, error)
 		if sent[key] {
 			continue
 		}
-		if err := n.deliver(cfg, to, msg); err != nil {
+		if err := n.deliver(ctx, cfg, to, msg); err != nil {
 			if errors.Is(err, sdk.ErrInvalidArgument) || errors.Is(err, sdk.ErrUnsupported) {
 				permanent = append(permanent, err)
 			} else {
@@ -395,14 +475,14 @@ func (n *Notifier) try(nt Notice, sent map[string]bool) (outcome, string, error)
 
 // deliver hands the notice for one recipient to the plugin, with the SMTP
 // deadline of a delivery and one of the plugin's few send slots.
-func (n *Notifier) deliver(cfg *config.Config, to string, msg *sdk.NoticeMessage) error {
+func (n *Notifier) deliver(ctx context.Context, cfg *config.Config, to string, msg *sdk.NoticeMessage) error {
 	select {
 	case n.sends <- struct{}{}:
-	case <-n.base.Done():
-		return fmt.Errorf("shutting down: %w", n.base.Err())
+	case <-ctx.Done():
+		return fmt.Errorf("shutting down: %w", ctx.Err())
 	}
 	defer func() { <-n.sends }()
-	ctx, cancel := context.WithTimeout(n.base, cfg.Timeouts.SMTP)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.SMTP)
 	defer cancel()
 	if _, err := n.send.SendMessage(ctx, &sdk.SendMessageRequest{Recipient: to, Notice: msg}); err != nil {
 		return fmt.Errorf("send the %s notice: %w", msg.Kind, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -196,6 +197,7 @@ type options struct {
 	queueSize int
 	hold      bool
 	identity  *kratosadmin.Identity
+	durable   Durable
 }
 
 func newFixture(t *testing.T, o options) *fixture {
@@ -219,6 +221,7 @@ func newFixture(t *testing.T, o options) *fixture {
 		Log:       slog.New(slog.NewJSONHandler(f.logs, nil)),
 		After:     f.clock.after,
 		QueueSize: o.queueSize,
+		Durable:   o.durable,
 	})
 	t.Cleanup(func() { _ = f.n.Drain(context.Background()) })
 	return f
@@ -741,5 +744,121 @@ func TestManyNoticesAtOnce(t *testing.T) {
 	}
 	if f.count(t, PasswordChanged, ResultSent)+f.count(t, ResetVoid, ResultSent) != n {
 		t.Errorf("sent: %v %v", f.counts(t, PasswordChanged), f.counts(t, ResetVoid))
+	}
+}
+
+// outbox is a Durable that takes notices, or refuses them with err.
+type outbox struct {
+	mu  sync.Mutex
+	got []Notice
+	err error
+}
+
+func (o *outbox) EnqueueNotice(_ context.Context, nt Notice) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return o.err
+	}
+	o.got = append(o.got, nt)
+	return nil
+}
+
+// With the outbox, a notice is stored there, not sent from memory; one
+// the outbox does not take (its database down) is sent from memory, as
+// without it, and the log says why.
+func TestNoticesGoToTheOutbox(t *testing.T) {
+	t.Parallel()
+	nt := Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: HashDigest("$2a$12$old")}
+	for _, tt := range []struct {
+		name      string
+		err       error
+		wantMails int
+		wantLog   string
+	}{
+		{"stored", nil, 0, `"msg":"notice queued"`},
+		{"the outbox refuses", errors.New("store the notice: connection refused"), 1, `"msg":"notice kept in this host's memory: the outbox did not take it"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ob := &outbox{err: tt.err}
+			f := newFixture(t, options{identity: alice("alice@example.com"), durable: ob})
+			f.kratos.byID["id-alice"].PasswordHash = "$2a$12$new"
+			f.n.Notify(nt)
+			f.settle(t)
+			if n := len(f.srv.State().Mails); n != tt.wantMails {
+				t.Errorf("%d mails sent from memory, want %d", n, tt.wantMails)
+			}
+			if !strings.Contains(f.logs.String(), tt.wantLog) {
+				t.Errorf("the log lacks %s:\n%s", tt.wantLog, f.logs)
+			}
+			ob.mu.Lock()
+			defer ob.mu.Unlock()
+			if tt.err == nil && (len(ob.got) != 1 || ob.got[0] != nt) {
+				t.Errorf("the outbox got %+v, want the notice as asked for", ob.got)
+			}
+		})
+	}
+}
+
+// Attempt is one try of a notice the outbox holds: it says whether the
+// notice needs nothing more, and logs and counts the end as Notify does.
+func TestAttempt(t *testing.T) {
+	t.Parallel()
+	busy := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	failing := smtptest.Options{MailErr: func(int) *smtp.SMTPError { return busy }}
+	old := HashDigest("$2a$12$old")
+	for _, tt := range []struct {
+		name       string
+		smtp       smtptest.Options
+		attempt    int
+		stored     bool // Kratos holds the new hash
+		wantDone   bool
+		wantErr    bool
+		wantResult string
+		wantMails  int
+	}{
+		{"sent", smtptest.Options{}, 1, true, true, false, ResultSent, 1},
+		{"SMTP busy, tries left", failing, 1, true, false, true, ResultRetried, 0},
+		{"SMTP busy, last try", failing, 3, true, true, true, ResultFailed, 0},
+		{"Kratos never stored the password", smtptest.Options{}, 1, false, true, false, ResultSkipped, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, options{identity: alice("alice@example.com"), smtp: tt.smtp,
+				config: func(c *config.Config) { c.Notices.MaxAttempts = 3 }})
+			if tt.stored {
+				f.kratos.byID["id-alice"].PasswordHash = "$2a$12$new"
+			} else {
+				f.kratos.byID["id-alice"].PasswordHash = "$2a$12$old"
+			}
+			done, err := f.n.Attempt(context.Background(), Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, tt.attempt)
+			if done != tt.wantDone || (err != nil) != tt.wantErr {
+				t.Fatalf("Attempt = %v, %v; want done %v, an error %v", done, err, tt.wantDone, tt.wantErr)
+			}
+			if diff := cmp.Diff(map[string]int{tt.wantResult: 1}, f.counts(t, PasswordChanged)); diff != "" {
+				t.Errorf("metric (-want +got):\n%s", diff)
+			}
+			if n := len(f.srv.State().Mails); n != tt.wantMails {
+				t.Errorf("%d mails, want %d", n, tt.wantMails)
+			}
+			if !strings.Contains(f.logs.String(), `"store":"outbox"`) {
+				t.Errorf("the log does not say the notice is the outbox's:\n%s", f.logs)
+			}
+		})
+	}
+	// A host stopping while it waits for Kratos leaves the notice to the
+	// outbox: not done, nothing counted.
+	f := newFixture(t, options{identity: alice("alice@example.com"), hold: true})
+	f.kratos.byID["id-alice"].PasswordHash = "$2a$12$old"
+	ctx, cancel := context.WithCancel(context.Background())
+	f.clock.waited = make(chan time.Duration, 1)
+	go func() { <-f.clock.waited; cancel() }()
+	done, err := f.n.Attempt(ctx, Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, 1)
+	if done || !errors.Is(err, context.Canceled) {
+		t.Errorf("Attempt while stopping = %v, %v; want not done, context.Canceled", done, err)
+	}
+	if got := f.counts(t, PasswordChanged); len(got) != 0 {
+		t.Errorf("metric %v, want nothing counted", got)
 	}
 }

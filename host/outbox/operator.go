@@ -101,7 +101,7 @@ func (o *Outbox) List(ctx context.Context, f Filter) ([]Job, error) {
 		return nil, err
 	}
 	// The builder returns copies: each call's result is the filter.
-	p := river.NewJobListParams().Kinds(jobKind).OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(limit)
+	p := river.NewJobListParams().Kinds(jobKind, noticeKind).OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(limit)
 	if len(states) > 0 {
 		p = p.States(states...)
 	}
@@ -159,9 +159,17 @@ func jobOf(row *rivertype.JobRow) Job {
 	if row.FinalizedAt != nil {
 		j.FinalizedAt = *row.FinalizedAt
 	}
-	var a args
-	if err := json.Unmarshal(row.EncodedArgs, &a); err == nil {
-		j.TemplateType, j.IdentityID = a.TemplateType, a.IdentityID
+	switch row.Kind {
+	case noticeKind:
+		var a noticeArgs
+		if err := json.Unmarshal(row.EncodedArgs, &a); err == nil {
+			j.TemplateType, j.IdentityID = "notice:"+a.Notice, a.IdentityID
+		}
+	default:
+		var a args
+		if err := json.Unmarshal(row.EncodedArgs, &a); err == nil {
+			j.TemplateType, j.IdentityID = a.TemplateType, a.IdentityID
+		}
 	}
 	if n := len(row.Errors); n > 0 {
 		// The gateway's discards are River's cancellations: the prefix
@@ -237,8 +245,8 @@ func (o *Outbox) operate(ctx context.Context, id int64, action string,
 		return Change{}, fmt.Errorf("job %d: %w in the queue (a finished job is kept for queue.retention; see `gateway queue list`)", id, ErrNoJob)
 	case err != nil:
 		return Change{}, fmt.Errorf("%s job %d: %s", action, id, pgProblem(err))
-	case kind != jobKind:
-		return Change{}, fmt.Errorf("job %d: %w in the outbox: its kind is %q, not a courier message", id, ErrNoJob, kind)
+	case kind != jobKind && kind != noticeKind:
+		return Change{}, fmt.Errorf("job %d: %w in the outbox: its kind is %q, not a courier message or a notice", id, ErrNoJob, kind)
 	}
 	row, err := do(tx, rivertype.JobState(state))
 	var pgErr *pgconn.PgError

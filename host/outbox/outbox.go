@@ -99,6 +99,7 @@ type Outbox struct {
 	observe Observer
 	deliver Deliverer
 	holding func() bool
+	notices Noticer
 	opts    Options
 }
 
@@ -136,6 +137,10 @@ func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Out
 	if err := river.AddWorkerSafely(workers, &worker{o: o}); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("register the outbox worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &noticeWorker{o: o}); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("register the notice worker: %w", err)
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Queues: map[string]river.QueueConfig{
@@ -178,11 +183,14 @@ type Deps struct {
 	// although another host, or this one a moment later, could send the
 	// temporary password (wiring.Status.Checking).
 	Holding func() bool
+	// Notices tries the notices stored with EnqueueNotice; nil leaves
+	// them to a host that has it.
+	Notices Noticer
 }
 
 // Start starts the workers. Call it once, before the first Enqueue.
 func (o *Outbox) Start(ctx context.Context, d Deps) error {
-	o.config, o.deliver, o.observe, o.holding = d.Config, d.Deliver, d.Observer, d.Holding
+	o.config, o.deliver, o.observe, o.holding, o.notices = d.Config, d.Deliver, d.Observer, d.Holding, d.Notices
 	return o.client.Start(ctx)
 }
 
@@ -347,7 +355,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 		// Completed now, not by River's batch completer a little later: a
 		// host that dies between the mail and the mark would have the job
 		// run, and the mail sent, again.
-		if err := o.complete(ctx, job); err != nil {
+		if err := complete(ctx, o.pool, job); err != nil {
 			log.Warn("job done but not marked yet; River marks it", "error", err.Error())
 		}
 		log.Info("job done", "event", "job_done", "status", answer.Status, "delivery", answer.Delivery)
@@ -383,9 +391,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 }
 
 // complete marks job completed in a transaction of its own.
-func (o *Outbox) complete(ctx context.Context, job *river.Job[args]) error {
+func complete[T river.JobArgs](ctx context.Context, pool *pgxpool.Pool, job *river.Job[T]) error {
 	ctx = context.WithoutCancel(ctx)
-	tx, err := o.pool.Begin(ctx)
+	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
 	}

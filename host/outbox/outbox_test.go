@@ -101,11 +101,11 @@ type harness struct {
 // start migrates a fresh database and opens an outbox on it; started says
 // whether its workers run.
 func start(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Options, started bool) *harness {
-	return startHolding(t, dsn, cfg, d, opts, started, nil)
+	return startWith(t, dsn, cfg, d, opts, started, Deps{})
 }
 
-// startHolding is start with Deps.Holding.
-func startHolding(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Options, started bool, holding func() bool) *harness {
+// startWith is start with extra's Holding and Notices.
+func startWith(t *testing.T, dsn string, cfg *config.Config, d *deliveries, opts Options, started bool, extra Deps) *harness {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := Migrate(ctx, dsn, slog.New(slog.DiscardHandler)); err != nil {
@@ -124,7 +124,7 @@ func startHolding(t *testing.T, dsn string, cfg *config.Config, d *deliveries, o
 		t.Fatalf("open: %v", err)
 	}
 	h.ob = ob
-	deps := Deps{Config: func() *config.Config { return h.cfg }, Deliver: d, Observer: h.jobs, Holding: holding}
+	deps := Deps{Config: func() *config.Config { return h.cfg }, Deliver: d, Observer: h.jobs, Holding: extra.Holding, Notices: extra.Notices}
 	if started {
 		if err := ob.Start(ctx, deps); err != nil {
 			t.Fatal(err)
@@ -412,7 +412,7 @@ func TestRecoveriesHeldWhileWiringChecks(t *testing.T) {
 	var checking atomic.Bool
 	checking.Store(true)
 	d := &deliveries{}
-	h := startHolding(t, pgtest.NewDatabase(t), testConfig(t), d, Options{Workers: 2, MaxAttempts: 1, Retention: time.Hour, JobTimeout: time.Minute}, true, checking.Load)
+	h := startWith(t, pgtest.NewDatabase(t), testConfig(t), d, Options{Workers: 2, MaxAttempts: 1, Retention: time.Hour, JobTimeout: time.Minute}, true, Deps{Holding: checking.Load})
 	ctx := context.Background()
 	if _, err := h.ob.Enqueue(ctx, recoveryMessage("id-1", "123123")); err != nil {
 		t.Fatal(err)
