@@ -22,8 +22,12 @@ func outboxConfig(dsn, migrate string) string {
 			observed.secret(pass)
 		}
 	}
-	return gatewayConfig(hostOptions{enabled: true, cooldown: "0s"}) +
-		fmt.Sprintf("queue:\n  postgres_dsn: %q\n  migrate: %s\n  ready_max_age: 30s\n", dsn, migrate)
+	return gatewayConfig(hostOptions{enabled: true, cooldown: "0s"}) + queueSection(dsn, migrate)
+}
+
+// queueSection is the queue section of a host on the outbox at dsn.
+func queueSection(dsn, migrate string) string {
+	return fmt.Sprintf("queue:\n  postgres_dsn: %q\n  migrate: %s\n  ready_max_age: 30s\n", dsn, migrate)
 }
 
 // verificationMessage is a pass-through courier body with a unique code.
@@ -113,6 +117,50 @@ func TestOutboxSchemaAtStart(t *testing.T) {
 	code, out := runGateway(t, "serve", "--config", writeConfig(t, outboxConfig(dsn, "manual")))
 	if code == 0 || !strings.Contains(out, "gateway queue migrate") || strings.Contains(out, dsn) {
 		t.Errorf("serve on an unmigrated database: exit %d, want an error naming gateway queue migrate, without the DSN:\n%s", code, out)
+	}
+}
+
+// A notice stored in the outbox outlives the host that was asked for it:
+// with SMTP down, host A fails to send a "password changed" notice and is
+// stopped (without the outbox the notice would be lost with it); host B, on
+// the same outbox with SMTP back, sends it, once.
+func TestOutboxNoticeOutlivesItsHost(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	queue := queueSection(dsn, "auto") + "notices:\n  retry_backoff: 1s\n"
+	a, stopA := runHostWith(t, writeConfig(t, gatewayConfig(hostOptions{enabled: true, smtpPort: closedPort(t)})+queue))
+	t.Cleanup(stopA)
+
+	email := uniqueEmail(t)
+	id := createIdentity(t, email, oldPassword)
+	status, s := login(t, email, oldPassword)
+	if status != http.StatusOK {
+		t.Fatalf("login: HTTP %d", status)
+	}
+	if status, body := changePassword(t, s.Token, newPassword); status != http.StatusOK {
+		t.Fatalf("settings flow: HTTP %d\n%s", status, body)
+	}
+	waitFor(t, func() bool {
+		for _, l := range stormLogLines(a.String()) {
+			if l["msg"] == "notice not sent; trying again later" && l["identity_id"] == id.ID && l["store"] == "outbox" {
+				return true
+			}
+		}
+		return false
+	}, "host A failing to send the notice, kept in the outbox")
+	stopA()
+	if strings.Contains(a.String(), "notices lost at shutdown") {
+		t.Errorf("host A lost notices at shutdown:\n%s", a)
+	}
+	if n := len(noticesTo(t, email, subjectPasswordChanged)); n != 0 {
+		t.Fatalf("%d notices arrived while SMTP was down", n)
+	}
+
+	b := startHostWithConfig(t, gatewayConfig(hostOptions{enabled: true})+queue)
+	waitNotice(t, email, subjectPasswordChanged)
+	waitFor(t, func() bool { return strings.Contains(b.String(), `"msg":"notice sent"`) }, "host B logging the notice sent")
+	time.Sleep(time.Second)
+	if n := len(noticesTo(t, email, subjectPasswordChanged)); n != 1 {
+		t.Errorf("%d notices arrived, want exactly 1", n)
 	}
 }
 
