@@ -7,6 +7,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
 )
 
@@ -37,7 +38,9 @@ func (noticeArgs) Kind() string { return noticeKind }
 // then outlives the host that was asked for it.
 func (o *Outbox) EnqueueNotice(ctx context.Context, nt notify.Notice) error {
 	a := noticeArgs{Notice: string(nt.Kind), IdentityID: nt.IdentityID, At: nt.At, Supersedes: nt.Supersedes}
-	res, err := o.client.Insert(ctx, a, &river.InsertOpts{Queue: QueueMail, MaxAttempts: max(o.config().Notices.MaxAttempts, 1)})
+	// notify gives up at notices.max_attempts as it is at each try (a
+	// reload may raise it); River's own bound is the highest allowed.
+	res, err := o.client.Insert(ctx, a, &river.InsertOpts{Queue: QueueMail, MaxAttempts: config.MaxNoticeAttempts})
 	if err != nil {
 		return fmt.Errorf("store the notice: %s", pgProblem(err))
 	}
