@@ -51,9 +51,10 @@ bench: deps
 	cd integration && $(GO) test -run 'TestLoadPassThrough' -count 1 -v . | grep -E 'load:|ok|FAIL'
 
 # The local stack: Kratos, the gateway host and plugin, Mailpit, all on loopback.
-# KRATOS=v1.3.1 runs it on Kratos v1.3.1 instead of v26.2.0.
+# KRATOS=v1.3.1 runs it on Kratos v1.3.1 instead of v26.2.0; QUEUE=postgres
+# adds the durable outbox (and runs Kratos on the same local PostgreSQL).
 stack:
-	KRATOS_VERSION=$(KRATOS) scripts/stack.sh
+	KRATOS_VERSION=$(KRATOS) QUEUE=$(QUEUE) scripts/stack.sh
 
 # gofmt -l exits 0 even when it lists files: fail on any name it prints.
 lint:

@@ -4,6 +4,9 @@
 # configs/. Ctrl-C stops everything. State lives in .stack/.
 # KRATOS_VERSION (`make stack KRATOS=v1.3.1`) picks the Kratos: v26.2.0
 # (default) or v1.3.1; each version keeps a database of its own.
+# QUEUE=postgres (`make stack QUEUE=postgres`) runs the durable outbox: a
+# local PostgreSQL (Debian's, in .stack/pg, on 127.0.0.1:5433) holds Kratos's
+# database and the gateway's outbox, and River's UI is on the admin listener.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,7 +18,12 @@ case "$KRATOS_VERSION" in
   v26.2.0|v1.3.1) ;;
   *) echo "stack: KRATOS_VERSION=$KRATOS_VERSION: the stack runs v26.2.0 or v1.3.1" >&2; exit 2 ;;
 esac
-scripts/deps.sh "kratos-$KRATOS_VERSION" mailpit
+QUEUE=${QUEUE:-}
+case "$QUEUE" in
+  ""|postgres) ;;
+  *) echo "stack: QUEUE=$QUEUE: leave it empty (no outbox) or set postgres" >&2; exit 2 ;;
+esac
+scripts/deps.sh "kratos-$KRATOS_VERSION" mailpit ${QUEUE:+postgres}
 make -s build
 
 KRATOS="$root/.cache/kratos-$KRATOS_VERSION"
@@ -27,10 +35,12 @@ api_key=$(secret webhook-api-key)
 cipher=$(secret secrets-cipher)
 
 pids=()
+pg_stop=()
 stop() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" >/dev/null 2>&1 || true; fi
 }
 trap stop INT TERM EXIT
 
@@ -56,6 +66,31 @@ for f in configs/kratos/*; do
 done
 # One database per version: v1.3.1 cannot run on v26.2.0's schema.
 export DSN="sqlite://$state/kratos-$KRATOS_VERSION.sqlite?_fk=true&mode=rwc&_journal_mode=WAL"
+queue_env=()
+if [ "$QUEUE" = postgres ]; then
+  # PostgreSQL does not run as root: as root, it runs as Debian's postgres user.
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgdata="$state/pg"
+  if [ ! -s "$pgdata/PG_VERSION" ]; then
+    mkdir -p "$pgdata"
+    [ "$(id -u)" = 0 ] && chown postgres: "$pgdata"
+    # trust on loopback only: a local demo's database, never a production one.
+    as_pg "$pgbin/initdb" -D "$pgdata" -U postgres -A trust --no-sync >"$state/pg-initdb.log" 2>&1
+  fi
+  as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p 5433 -k $pgdata" start >/dev/null
+  pg_stop=(as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop)
+  psql_pg() { as_pg "$pgbin/psql" -h 127.0.0.1 -p 5433 -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+  kratos_db="kratos_${KRATOS_VERSION//./_}"
+  for db in "$kratos_db" gateway_queue; do
+    [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" = 1 ] || psql_pg -c "CREATE DATABASE $db"
+  done
+  # Kratos on PostgreSQL, as the outbox wants it (README: The durable outbox).
+  export DSN="postgres://postgres@127.0.0.1:5433/$kratos_db?sslmode=disable&max_conns=20&max_idle_conns=4"
+  queue_env=(GATEWAY_QUEUE__POSTGRES_DSN="postgres://postgres@127.0.0.1:5433/gateway_queue?sslmode=disable"
+    GATEWAY_QUEUE__MIGRATE=auto GATEWAY_ADMIN__LISTEN=127.0.0.1:8081 GATEWAY_ADMIN__API_KEY="$(secret admin-api-key)")
+fi
 # A local demo, often offline: Kratos's Have I Been Pwned client would retry
 # for about 10 s in every settings flow. Keep the check in production.
 export SELFSERVICE_METHODS_PASSWORD_CONFIG_HAVEIBEENPWNED_ENABLED=false
@@ -70,7 +105,7 @@ GATEWAY_WEBHOOK__API_KEY="$api_key" GATEWAY_SECRETS__CIPHER="$cipher" \
 GATEWAY_SMTP__HOST=127.0.0.1 GATEWAY_SMTP__PORT=1025 GATEWAY_SMTP__SECURITY=none \
 GATEWAY_LOG__FORMAT=text \
 GATEWAY_DEMO_UI__LISTEN=127.0.0.1:4455 GATEWAY_DEMO_UI__MAILPIT_URL=http://127.0.0.1:8025/view/latest.html \
-  bin/gateway serve --config configs/gateway.yaml >"$state/gateway.log" 2>&1 &
+  env ${queue_env[@]+"${queue_env[@]}"} bin/gateway serve --config configs/gateway.yaml >"$state/gateway.log" 2>&1 &
 pids+=($!)
 
 wait_http http://127.0.0.1:8025/api/v1/info "Mailpit"
@@ -103,6 +138,16 @@ kratos-email-gateway local stack is up on Kratos $KRATOS_VERSION (logs in .stack
   gateway                http://127.0.0.1:8080  (health: /health/ready, metrics: /metrics)
   demo self-service UI   http://127.0.0.1:4455  (recovery, login, settings)
   newest mail            http://127.0.0.1:8025/view/latest.html
+MSG
+if [ "$QUEUE" = postgres ]; then
+  cat <<MSG
+  durable outbox         PostgreSQL 127.0.0.1:5433 (databases $kratos_db, gateway_queue; data in .stack/pg)
+  River UI (the queue)   http://127.0.0.1:8081/admin/queue/  (admin key: .stack/admin-api-key)
+                         or: bin/gateway queue list --config configs/gateway.yaml, with the same
+                         GATEWAY_QUEUE__POSTGRES_DSN
+MSG
+fi
+cat <<MSG
 
 Click the journey: open http://127.0.0.1:4455/recovery, ask for alice@example.com,
 open the newest mail, log in at http://127.0.0.1:4455/login with the temporary

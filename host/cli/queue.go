@@ -107,7 +107,7 @@ func queueList(ctx context.Context, env Env, args []string) error {
 	path := fs.String("config", "", "path of gateway.yaml")
 	states := fs.String("state", "", "list only jobs in these states, comma-separated: "+strings.Join(outbox.States(), ", ")+
 		", or "+outbox.StateFailed+" (cancelled and discarded)")
-	queue := fs.String("queue", "", "list only this queue's jobs: "+outbox.QueueRecovery+" or "+outbox.QueueMail)
+	queue := fs.String("queue", "", "list only this queue's jobs: "+strings.Join(outbox.Queues(), ", "))
 	limit := fs.Int("limit", 50, fmt.Sprintf("list at most this many jobs (1..%d)", outbox.MaxListLimit))
 	if err := parseFlags(fs, env, args); err != nil {
 		return err
@@ -121,9 +121,9 @@ func queueList(ctx context.Context, env Env, args []string) error {
 	known := append(outbox.States(), outbox.StateFailed)
 	bad := slices.ContainsFunc(filter.States, func(s string) bool { return !slices.Contains(known, s) })
 	if *path == "" || fs.NArg() > 0 || bad || *limit < 1 || *limit > outbox.MaxListLimit ||
-		(*queue != "" && *queue != outbox.QueueRecovery && *queue != outbox.QueueMail) {
-		fmt.Fprintf(env.Stderr, "queue list: --config FILE is required; --state takes %s or %s; --queue is %s or %s; --limit is 1..%d\n",
-			strings.Join(outbox.States(), ", "), outbox.StateFailed, outbox.QueueRecovery, outbox.QueueMail, outbox.MaxListLimit)
+		(*queue != "" && !slices.Contains(outbox.Queues(), *queue)) {
+		fmt.Fprintf(env.Stderr, "queue list: --config FILE is required; --state takes %s or %s; --queue is one of %s; --limit is 1..%d\n",
+			strings.Join(outbox.States(), ", "), outbox.StateFailed, strings.Join(outbox.Queues(), ", "), outbox.MaxListLimit)
 		return errUsage
 	}
 	cfg, log, err := queueConfig(env, *path)

@@ -33,19 +33,19 @@ type noticeArgs struct {
 
 func (noticeArgs) Kind() string { return noticeKind }
 
-// EnqueueNotice stores nt in the mail queue, where any host's workers try
+// EnqueueNotice stores nt in the notice queue, where any host's workers try
 // it (notices.max_attempts tries, notices.retry_backoff apart): a notice
 // then outlives the host that was asked for it.
 func (o *Outbox) EnqueueNotice(ctx context.Context, nt notify.Notice) error {
 	a := noticeArgs{Notice: string(nt.Kind), IdentityID: nt.IdentityID, At: nt.At, Supersedes: nt.Supersedes}
 	// notify gives up at notices.max_attempts as it is at each try (a
 	// reload may raise it); River's own bound is the highest allowed.
-	res, err := o.client.Insert(ctx, a, &river.InsertOpts{Queue: QueueMail, MaxAttempts: config.MaxNoticeAttempts})
+	res, err := o.client.Insert(ctx, a, &river.InsertOpts{Queue: QueueNotice, MaxAttempts: config.MaxNoticeAttempts})
 	if err != nil {
 		return fmt.Errorf("store the notice: %s", pgProblem(err))
 	}
-	o.log.Info("notice queued", "event", "queued", "job_id", res.Job.ID, "queue", QueueMail, "notice", a.Notice, "identity_id", a.IdentityID)
-	o.observe.Job(QueueMail, "queued")
+	o.log.Info("notice queued", "event", "queued", "job_id", res.Job.ID, "queue", QueueNotice, "notice", a.Notice, "identity_id", a.IdentityID)
+	o.observe.Job(QueueNotice, "queued")
 	return nil
 }
 

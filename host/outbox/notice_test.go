@@ -41,7 +41,9 @@ func (n *noticer) attempts(id string) []int {
 	return append([]int(nil), n.tries[id]...)
 }
 
-// A notice is stored as it was asked for and tried by the workers: a sent
+// A notice is stored as it was asked for, in a queue of its own (a notice
+// may wait seconds for Kratos, and must not hold a worker a login code
+// needs), and tried by the workers: a sent
 // notice's job completes, one that failed and may pass is tried again
 // notices.retry_backoff later, one given up is discarded with an audit
 // line; operators see them in List.
@@ -71,7 +73,7 @@ func TestNoticeJobs(t *testing.T) {
 			t.Fatalf("enqueue the notice of %s: %v", id, err)
 		}
 	}
-	waitUntil(t, func() bool { return h.jobs.get("mail done") == 2 && h.jobs.get("mail discarded") == 1 }, "two notices done, one discarded")
+	waitUntil(t, func() bool { return h.jobs.get("notice done") == 2 && h.jobs.get("notice discarded") == 1 }, "two notices done, one discarded")
 
 	if got := n.attempts("flaky"); len(got) != 3 || got[0] != 1 || got[2] != 3 {
 		t.Errorf("tries of the flaky notice = %v, want 1, 2, 3", got)
@@ -90,7 +92,7 @@ func TestNoticeJobs(t *testing.T) {
 	}
 
 	jobs, err := h.ob.List(ctx, Filter{States: []string{StateFailed}})
-	if err != nil || len(jobs) != 1 || jobs[0].TemplateType != "notice:password_changed" || jobs[0].IdentityID != "broken" ||
+	if err != nil || len(jobs) != 1 || jobs[0].Queue != QueueNotice || jobs[0].TemplateType != "notice:password_changed" || jobs[0].IdentityID != "broken" ||
 		!strings.Contains(jobs[0].LastError, "template.password_changed.subject") {
 		t.Fatalf("failed jobs = %+v, %v; want the broken notice with its error", jobs, err)
 	}

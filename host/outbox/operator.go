@@ -59,7 +59,7 @@ const StateFailed = "failed"
 type Filter struct {
 	// States are River's job states, or StateFailed; empty: every state.
 	States []string
-	// Queue is QueueRecovery or QueueMail; empty: both.
+	// Queue is one of Queues(); empty: all.
 	Queue string
 	// Limit bounds the jobs returned: 1..MaxListLimit, 0 for 50.
 	Limit int
@@ -106,8 +106,8 @@ func (o *Outbox) List(ctx context.Context, f Filter) ([]Job, error) {
 		p = p.States(states...)
 	}
 	if f.Queue != "" {
-		if f.Queue != QueueRecovery && f.Queue != QueueMail {
-			return nil, fmt.Errorf("no queue %q: the queues are %s and %s", f.Queue, QueueRecovery, QueueMail)
+		if !slices.Contains(Queues(), f.Queue) {
+			return nil, fmt.Errorf("no queue %q: the queues are %s", f.Queue, strings.Join(Queues(), ", "))
 		}
 		p = p.Queues(f.Queue)
 	}

@@ -33,11 +33,21 @@ import (
 )
 
 // Queues: recoveries cost Kratos admin calls and a reset; every other mail
-// (verification and login codes) is one SMTP send and must not wait for them.
+// (verification and login codes) is one SMTP send and must not wait for
+// them; a notice may wait seconds for Kratos to store a password, so it
+// must not hold a worker a login code needs.
 const (
 	QueueRecovery = "recovery"
 	QueueMail     = "mail"
+	QueueNotice   = "notice"
 )
+
+// noticeWorkers bounds the notices tried at once on a host, as the
+// notifier bounds its sends in memory.
+const noticeWorkers = 2
+
+// Queues names the outbox's queues.
+func Queues() []string { return []string{QueueRecovery, QueueMail, QueueNotice} }
 
 // holdFor is how long a held recovery waits before it is looked at again;
 // a wiring check takes a few seconds.
@@ -146,6 +156,7 @@ func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Out
 		Queues: map[string]river.QueueConfig{
 			QueueRecovery: {MaxWorkers: opts.Workers},
 			QueueMail:     {MaxWorkers: opts.Workers},
+			QueueNotice:   {MaxWorkers: min(opts.Workers, noticeWorkers)},
 		},
 		Workers:                     workers,
 		MaxAttempts:                 opts.MaxAttempts,
