@@ -37,7 +37,10 @@ cipher=$(secret secrets-cipher)
 pids=()
 pg_stop=()
 stop() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C (or a TERM to the whole group) must not cut the
+  # clean-up short: PostgreSQL would be left running.
+  trap '' INT TERM
+  trap - EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" >/dev/null 2>&1 || true; fi
