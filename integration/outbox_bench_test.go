@@ -219,12 +219,15 @@ func startGatewayStack(b *testing.B, name, outboxDSN string, kratosEnv ...string
 }
 
 // outboxQueueConfig is the queue section of a benchmark's gateway with the
-// outbox on dsn: the defaults but for BENCH_OUTBOX_WORKERS (queue.workers),
-// when set.
+// outbox on dsn: the defaults but for BENCH_OUTBOX_WORKERS (queue.workers)
+// and BENCH_OUTBOX_RECOVERY_WORKERS (queue.recovery_workers), when set.
 func outboxQueueConfig(dsn string) string {
 	cfg := fmt.Sprintf("queue:\n  postgres_dsn: %q\n  migrate: auto\n", dsn)
 	if w := os.Getenv("BENCH_OUTBOX_WORKERS"); w != "" {
 		cfg += "  workers: " + w + "\n"
+	}
+	if w := os.Getenv("BENCH_OUTBOX_RECOVERY_WORKERS"); w != "" {
+		cfg += "  recovery_workers: " + w + "\n"
 	}
 	return cfg
 }

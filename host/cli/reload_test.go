@@ -127,14 +127,15 @@ func TestEveryKeyTakesEffectOnReloadOrIsRestartOnly(t *testing.T) {
 
 		// The outbox is built at start; the two ages are read per job and
 		// per readiness probe.
-		"queue.postgres_dsn":  {to: "postgres://gateway@127.0.0.1:5432/gateway", inUse: restart},
-		"queue.migrate":       {to: "auto", inUse: restart},
-		"queue.workers":       {to: 4, inUse: restart},
-		"queue.max_attempts":  {to: 10, inUse: restart},
-		"queue.retention":     {to: "2h", inUse: restart},
-		"queue.job_timeout":   {to: "30s", inUse: restart},
-		"queue.max_age":       {to: "1h", inUse: inSnapshot},
-		"queue.ready_max_age": {to: "1m", inUse: inSnapshot},
+		"queue.postgres_dsn":     {to: "postgres://gateway@127.0.0.1:5432/gateway", inUse: restart},
+		"queue.migrate":          {to: "auto", inUse: restart},
+		"queue.workers":          {to: 4, inUse: restart},
+		"queue.recovery_workers": {to: 2, inUse: restart},
+		"queue.max_attempts":     {to: 10, inUse: restart},
+		"queue.retention":        {to: "2h", inUse: restart},
+		"queue.job_timeout":      {to: "30s", inUse: restart},
+		"queue.max_age":          {to: "1h", inUse: inSnapshot},
+		"queue.ready_max_age":    {to: "1m", inUse: inSnapshot},
 	}
 
 	raw, err := os.ReadFile(shipped)

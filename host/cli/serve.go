@@ -114,7 +114,7 @@ func openOutbox(ctx context.Context, cfg *config.Config, log *slog.Logger) (*out
 			log.Info("outbox schema migrated", "versions", applied)
 		}
 	}
-	ob, err := outbox.Open(ctx, q.PostgresDSN, outbox.Options{Workers: q.Workers, MaxAttempts: q.MaxAttempts, Retention: q.Retention, JobTimeout: q.JobTimeout}, log)
+	ob, err := outbox.Open(ctx, q.PostgresDSN, outbox.Options{Workers: q.Workers, RecoveryWorkers: q.RecoveryWorkers, MaxAttempts: q.MaxAttempts, Retention: q.Retention, JobTimeout: q.JobTimeout}, log)
 	if err != nil {
 		return nil, fmt.Errorf("queue.postgres_dsn: %w", err)
 	}

@@ -179,6 +179,9 @@ type Queue struct {
 	Migrate string `koanf:"migrate"`
 	// Workers per queue (recovery, mail) on this host.
 	Workers int `koanf:"workers"`
+	// RecoveryWorkers, when not 0, is the recovery queue's instead: fewer
+	// leave CPU to the mail queue's login codes on a small machine.
+	RecoveryWorkers int `koanf:"recovery_workers"`
 	// MaxAttempts and MaxAge bound the retries of one message.
 	MaxAttempts int           `koanf:"max_attempts"`
 	MaxAge      time.Duration `koanf:"max_age"`
@@ -239,6 +242,7 @@ func defaults() map[string]any {
 		"notices.retry_backoff":            "30s",
 		"queue.migrate":                    "manual",
 		"queue.workers":                    8,
+		"queue.recovery_workers":           0,
 		"queue.max_attempts":               100,
 		"queue.max_age":                    "6h",
 		"queue.retention":                  "1h",
@@ -426,6 +430,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Queue.Workers < 1 || c.Queue.Workers > 256 {
 		add("queue.workers: %d is outside 1..256", c.Queue.Workers)
+	}
+	if c.Queue.RecoveryWorkers < 0 || c.Queue.RecoveryWorkers > 256 {
+		add("queue.recovery_workers: %d is outside 0..256 (0: queue.workers)", c.Queue.RecoveryWorkers)
 	}
 	if c.Queue.MaxAttempts < 1 {
 		add("queue.max_attempts: %d: give at least 1", c.Queue.MaxAttempts)

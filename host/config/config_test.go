@@ -120,6 +120,7 @@ func TestParseRefuses(t *testing.T) {
 		{"no notice attempt", minimal + "notices: {max_attempts: 0}", nil, "notices.max_attempts:"},
 		{"queue migrate unknown", minimal + "queue: {migrate: always}", nil, "queue.migrate:"},
 		{"queue without workers", minimal + "queue: {workers: 0}", nil, "queue.workers:"},
+		{"queue with negative recovery workers", minimal + "queue: {recovery_workers: -1}", nil, "queue.recovery_workers: -1 is outside 0..256"},
 		{"queue without attempts", minimal + "queue: {max_attempts: 0}", nil, "queue.max_attempts:"},
 		{"queue max_age too short", minimal + "queue: {max_age: 5s}", nil, "queue.max_age:"},
 		{"queue retention too short", minimal + "queue: {retention: 10s}", nil, "queue.retention:"},

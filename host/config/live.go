@@ -92,7 +92,7 @@ var restartOnly = []string{
 	"log.format",
 	// The outbox's connections and River client are built at start
 	// (queue.max_age and queue.ready_max_age follow a reload).
-	"queue.postgres_dsn", "queue.migrate", "queue.workers", "queue.max_attempts", "queue.retention", "queue.job_timeout",
+	"queue.postgres_dsn", "queue.migrate", "queue.workers", "queue.recovery_workers", "queue.max_attempts", "queue.retention", "queue.job_timeout",
 }
 
 // Value is the value of a host key by its dotted name, e.g.

@@ -12,6 +12,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -89,6 +90,8 @@ func (args) Kind() string { return jobKind }
 type Options struct {
 	// Workers per queue on this host.
 	Workers int
+	// RecoveryWorkers, when not 0, is the recovery queue's instead.
+	RecoveryWorkers int
 	// MaxAttempts bounds a job's tries; queue.max_age, read per job,
 	// bounds its age. The first limit reached discards it with an audit line.
 	MaxAttempts int
@@ -154,7 +157,7 @@ func Open(ctx context.Context, dsn string, opts Options, log *slog.Logger) (*Out
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Queues: map[string]river.QueueConfig{
-			QueueRecovery: {MaxWorkers: opts.Workers},
+			QueueRecovery: {MaxWorkers: cmp.Or(opts.RecoveryWorkers, opts.Workers)},
 			QueueMail:     {MaxWorkers: opts.Workers},
 			QueueNotice:   {MaxWorkers: min(opts.Workers, noticeWorkers)},
 		},

@@ -430,3 +430,55 @@ func TestRecoveriesHeldWhileWiringChecks(t *testing.T) {
 	// MaxAttempts 1: a held recovery used no try, or it would be discarded.
 	waitUntil(t, func() bool { return h.jobs.get("recovery done") == 1 }, "the recovery delivered after the check")
 }
+
+// queue.recovery_workers bounds the recovery queue alone: with 1 recovery
+// worker and 4 per queue, recoveries run one at a time while login codes
+// run side by side.
+func TestRecoveryWorkers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	running, most := map[string]int{}, map[string]int{}
+	bothCodes := make(chan struct{})
+	d := &deliveries{fail: func(msg courier.Message, _ int) error {
+		kind := msg.TemplateType
+		mu.Lock()
+		running[kind]++
+		most[kind] = max(most[kind], running[kind])
+		if kind == "login_code_valid" && running[kind] == 2 {
+			close(bothCodes)
+		}
+		mu.Unlock()
+		if kind == "login_code_valid" {
+			// Two codes must be delivered at once for either to end.
+			select {
+			case <-bothCodes:
+			case <-time.After(10 * time.Second):
+			}
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+		mu.Lock()
+		running[kind]--
+		mu.Unlock()
+		return nil
+	}}
+	h := start(t, pgtest.NewDatabase(t), testConfig(t), d, Options{Workers: 4, RecoveryWorkers: 1, MaxAttempts: 5, Retention: time.Hour}, true)
+	ctx := context.Background()
+	for i := range 4 {
+		if _, err := h.ob.Enqueue(ctx, recoveryMessage(fmt.Sprintf("4d1c0d5e-0000-4000-8000-00000000001%d", i), "74019"+fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		code := courier.Message{Recipient: fmt.Sprintf("user%d@example.org", i), Subject: "Login code", Body: "Your login code is 99331" + fmt.Sprint(i), TemplateType: "login_code_valid"}
+		if _, err := h.ob.Enqueue(ctx, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return h.jobs.get("recovery done") == 4 && h.jobs.get("mail done") == 2 }, "every job done")
+	mu.Lock()
+	defer mu.Unlock()
+	if most[courier.TemplateRecoveryCodeValid] != 1 || most["login_code_valid"] != 2 {
+		t.Errorf("at most %d recoveries and %d login codes at once, want 1 and 2", most[courier.TemplateRecoveryCodeValid], most["login_code_valid"])
+	}
+}
