@@ -6,7 +6,9 @@
 // code or link is a secret) and its unique key a digest of the message
 // under the same keys, so that Kratos's retry of a message already taken
 // inserts nothing. Recovery messages and every other mail have queues of
-// their own, so a login code never waits behind a storm of recoveries.
+// their own, so a login code never waits behind a storm of recoveries; the
+// notices of package notify have a third (EnqueueNotice), so that they
+// outlive the host that was asked for them.
 // Work on one identity runs one job at a time across every host: recovery
 // takes the identity's advisory lock (Lock) around each reset.
 package outbox
