@@ -21,7 +21,8 @@ func (w *teeWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// client does not follow redirects: tests look at the 303s themselves.
+// client does not follow redirects (tests look at the 303s themselves),
+// and a request that hangs fails its own check, not the whole run.
 var client = &http.Client{
 	Timeout:       60 * time.Second,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -37,6 +38,20 @@ func call(t *testing.T, method, url string, header http.Header, body, out any) i
 // callHeaders is call that also returns the response headers.
 func callHeaders(t *testing.T, method, url string, header http.Header, body, out any) (int, http.Header) {
 	t.Helper()
+	status, h, err := send(method, url, header, body, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, h
+}
+
+// send is call without a test to end: it returns what went wrong, so
+// goroutines can use it. A []byte body goes as it is, anything else as
+// JSON; an out of *[]byte gets the raw answer. Every answer but the
+// mailbox's (mails carry temporary passwords by design) is scanned for
+// secrets at the end of the run: the gateway's, and Kratos's, which shows
+// the hooks' refusals to users.
+func send(method, url string, header http.Header, body, out any) (int, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		switch b := body.(type) {
@@ -45,14 +60,14 @@ func callHeaders(t *testing.T, method, url string, header http.Header, body, out
 		default:
 			raw, err := json.Marshal(body)
 			if err != nil {
-				t.Fatal(err)
+				return 0, nil, err
 			}
 			rd = bytes.NewReader(raw)
 		}
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -63,13 +78,13 @@ func callHeaders(t *testing.T, method, url string, header http.Header, body, out
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	// Every answer but the mailbox's (mails carry temporary passwords by
-	// design) is scanned for secrets at the end of the run: the gateway's,
-	// and Kratos's, which shows the hooks' refusals to users.
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: read the answer: %w", method, url, err)
+	}
 	if !strings.HasPrefix(url, env.mailpitAPI) {
 		observed.output(string(raw))
 	}
@@ -77,10 +92,22 @@ func callHeaders(t *testing.T, method, url string, header http.Header, body, out
 		if b, ok := out.(*[]byte); ok {
 			*b = raw
 		} else if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: HTTP %d, body not JSON: %v\n%s", method, url, resp.StatusCode, err, raw)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: HTTP %d, body not JSON: %v\n%s", method, url, resp.StatusCode, err, raw)
 		}
 	}
-	return resp.StatusCode, resp.Header
+	return resp.StatusCode, resp.Header, nil
+}
+
+// logLines decodes a host's JSON log lines.
+func logLines(log string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(log, "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // uniqueEmail keeps tests apart in Kratos and in Mailpit.

@@ -140,7 +140,7 @@ func TestOutboxNoticeOutlivesItsHost(t *testing.T) {
 		t.Fatalf("settings flow: HTTP %d\n%s", status, body)
 	}
 	waitFor(t, func() bool {
-		for _, l := range stormLogLines(a.String()) {
+		for _, l := range logLines(a.String()) {
 			if l["msg"] == "notice not sent; trying again later" && l["identity_id"] == id.ID && l["store"] == "outbox" {
 				return true
 			}
@@ -194,7 +194,7 @@ func waitRetried(t *testing.T, h *hostProc, to, id string) {
 	}
 	waitFor(t, func() bool {
 		n := 0
-		for _, l := range stormLogLines(h.String()) {
+		for _, l := range logLines(h.String()) {
 			if l["event"] == "job_retry" && l["identity_id"] == id {
 				n++
 			}
@@ -223,7 +223,7 @@ func settled(t *testing.T, h *hostProc, status int, out map[string]string) (int,
 	}
 	var end map[string]any
 	waitFor(t, func() bool {
-		for _, l := range stormLogLines(h.String()) {
+		for _, l := range logLines(h.String()) {
 			if id, _ := l["job_id"].(float64); int64(id) != job {
 				continue
 			}

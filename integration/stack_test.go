@@ -561,6 +561,11 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 		t.Fatal(err)
 	}
 	withQueueMode(t, path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, env.gatewayBin, "serve", "--config", path)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -586,7 +591,7 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 	}
 	// The queue mode's run must really go through the outbox. The host
 	// logs how it serves just after it started answering.
-	if raw, err := os.ReadFile(path); err == nil && strings.Contains(string(raw), "\nqueue:") {
+	if strings.Contains(cfg, "\nqueue:") {
 		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"gateway serving"`) && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -597,7 +602,7 @@ func runHostReady(t testing.TB, path, readyURL string, c *http.Client) (*hostPro
 	}
 	// Until its first wiring check ended, a host leaves every recovery to
 	// Kratos: tests start once it has a verdict, whichever it is.
-	if raw, err := os.ReadFile(path); err == nil && !strings.Contains(string(raw), "verify_wiring: false") {
+	if !strings.Contains(cfg, "verify_wiring: false") {
 		deadline := time.Now().Add(30 * time.Second)
 		for !strings.Contains(logs.String(), `"event":"wiring_check"`) {
 			if time.Now().After(deadline) {

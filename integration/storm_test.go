@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -428,7 +426,7 @@ func TestOutboxStorm(t *testing.T) {
 	// ended (README: until then a host leaves every recovery to Kratos).
 	audit := func(h *hostProc, name string) (resets, fallback int) {
 		checked := false
-		for _, l := range stormLogLines(h.String()) {
+		for _, l := range logLines(h.String()) {
 			switch {
 			case l["event"] == "wiring_check":
 				checked = true
@@ -643,53 +641,11 @@ func stormParallel(n, workers int, f func(i int)) {
 	wg.Wait()
 }
 
-// stormHTTP has a deadline: a request that hangs fails the check it is
-// part of instead of the whole run.
-var stormHTTP = &http.Client{
-	Timeout:       60 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
 // stormCall is call for goroutines: it returns errors instead of ending
 // the test. The answer joins the run-wide secret scan.
 func stormCall(method, url string, header http.Header, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := stormHTTP.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if !strings.HasPrefix(url, env.mailpitAPI) {
-		observed.output(string(raw))
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("answer not JSON: %v", err)
-		}
-	}
-	return resp.StatusCode, nil
+	status, _, err := send(method, url, header, body, out)
+	return status, err
 }
 
 // stormRecover submits Kratos's API recovery flow (code method) for email.
@@ -815,25 +771,13 @@ func describeMails(ms []stormMail, killedAt time.Time) string {
 	return strings.Join(parts, "; ")
 }
 
-// stormLogLines decodes a host's JSON log lines.
-func stormLogLines(log string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(log, "\n") {
-		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) == nil {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // riverClientOf waits for h's first finished job and returns the River
 // client id that ran it (River names each client; it is in attempted_by).
 func riverClientOf(t *testing.T, db *pgx.Conn, h *hostProc) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, l := range stormLogLines(h.String()) {
+		for _, l := range logLines(h.String()) {
 			if l["msg"] != "job done" {
 				continue
 			}

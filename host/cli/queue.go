@@ -46,9 +46,13 @@ func queueConfig(env Env, path string) (*config.Config, *slog.Logger, error) {
 	return cfg, newLogger(cfg, logLevel(cfg), env.Stderr), nil
 }
 
-// openQueue opens the outbox without starting its workers: River's
-// client only reads and changes jobs.
-func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (*outbox.Outbox, func(), error) {
+// openQueue opens the outbox of the config at path without starting its
+// workers: River's client only reads and changes jobs.
+func openQueue(ctx context.Context, env Env, path string) (*outbox.Outbox, func(), error) {
+	cfg, log, err := queueConfig(env, path)
+	if err != nil {
+		return nil, nil, err
+	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	q := cfg.Queue
@@ -126,11 +130,7 @@ func queueList(ctx context.Context, env Env, args []string) error {
 			strings.Join(outbox.States(), ", "), outbox.StateFailed, strings.Join(outbox.Queues(), ", "), outbox.MaxListLimit)
 		return errUsage
 	}
-	cfg, log, err := queueConfig(env, *path)
-	if err != nil {
-		return err
-	}
-	ob, closeQueue, err := openQueue(ctx, cfg, log)
+	ob, closeQueue, err := openQueue(ctx, env, *path)
 	if err != nil {
 		return err
 	}
@@ -207,11 +207,7 @@ func queueChange(ctx context.Context, env Env, action string, args []string) err
 		fmt.Fprintf(env.Stderr, "queue %s: --config FILE and one job ID (a number, from gateway queue list) are required\n", action)
 		return errUsage
 	}
-	cfg, log, err := queueConfig(env, *path)
-	if err != nil {
-		return err
-	}
-	ob, closeQueue, err := openQueue(ctx, cfg, log)
+	ob, closeQueue, err := openQueue(ctx, env, *path)
 	if err != nil {
 		return err
 	}

@@ -61,9 +61,9 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 	nt := notify.Notice{Kind: notify.Kind(a.Notice), IdentityID: a.IdentityID, At: a.At, Supersedes: a.Supersedes}
 	log := o.log.With("job_id", job.ID, "queue", job.Queue, "attempt", job.Attempt, "notice", a.Notice, "identity_id", a.IdentityID)
 	if o.notices == nil {
-		// Workers start with the notifier (Start); a job fetched before
-		// cannot be, but a retry costs nothing.
-		return fmt.Errorf("job %d: this host takes no notices yet", job.ID)
+		// An outbox started without a notifier (Deps.Notices) cannot send
+		// notices; the retry puts the job back for a host that can.
+		return fmt.Errorf("job %d: this host has no notifier", job.ID)
 	}
 	done, err := o.notices.Attempt(ctx, nt, job.Attempt)
 	switch {
