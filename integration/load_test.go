@@ -77,7 +77,9 @@ func TestLoadPassThrough(t *testing.T) {
 	// Mailpit stores and indexes what it accepted a little later, more so
 	// on a busy machine: read until the count stops growing.
 	for deadline, last := time.Now().Add(30*time.Second), -1; ; {
-		call(t, "GET", env.mailpitAPI+"/api/v1/search?limit=5000&query="+q, nil, nil, &res)
+		if status := call(t, "GET", env.mailpitAPI+"/api/v1/search?limit=5000&query="+q, nil, nil, &res); status != http.StatusOK {
+			t.Fatalf("Mailpit search: HTTP %d", status)
+		}
 		if len(res.Messages) >= senders*perSender || len(res.Messages) == last && time.Now().After(deadline) {
 			break
 		}

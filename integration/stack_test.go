@@ -149,7 +149,10 @@ func startStack() (*stack, func(), error) {
 	s.caFile = caFile
 
 	// Mailpit: implicit TLS with a private CA and SMTP AUTH, the shape of
-	// the gateway's default `security: tls`.
+	// the gateway's default `security: tls`. Pruning is off (--max 0):
+	// Mailpit keeps only its newest 500 messages by default, and its
+	// minutely prune would delete mail a test is still counting (the load
+	// test sends 1,000).
 	s.smtpPort = freePort()
 	httpPort := freePort()
 	s.mailpitAPI = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
@@ -162,7 +165,7 @@ func startStack() (*stack, func(), error) {
 		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--smtp-tls-cert", certFile, "--smtp-tls-key", keyFile, "--smtp-require-tls",
 		"--smtp-auth-file", authFile,
-		"--database", filepath.Join(dir, "mailpit.db"),
+		"--database", filepath.Join(dir, "mailpit.db"), "--max", "0",
 	)
 	if err != nil {
 		return nil, cleanup, err
