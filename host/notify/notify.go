@@ -280,11 +280,24 @@ const (
 	notStored                // Kratos does not hold the new password yet
 )
 
+// Reached is the set of recipients a notice got through to, so that a
+// later try mails only the others. Addresses are compared case-folded.
+type Reached interface {
+	Has(address string) bool
+	Add(address string)
+	Len() int
+}
+
+// reachedSet is a Reached kept in memory, for the notices a host holds.
+type reachedSet map[string]bool
+
+func (s reachedSet) Has(address string) bool { return s[strings.ToLower(address)] }
+func (s reachedSet) Add(address string)      { s[strings.ToLower(address)] = true }
+func (s reachedSet) Len() int                { return len(s) }
+
 // run tries nt until it is sent, skipped or given up.
 func (n *Notifier) run(nt Notice, log *slog.Logger) {
-	// sent are the recipients that got the notice, so that a retry mails
-	// only the others.
-	sent := map[string]bool{}
+	sent := reachedSet{}
 	confirm := func(d time.Duration) bool {
 		if n.stopping() {
 			return false
@@ -304,10 +317,10 @@ func (n *Notifier) run(nt Notice, log *slog.Logger) {
 // and logs and counts how it ended as for a notice kept in memory. It
 // returns done when the notice needs nothing more: sent, skipped, or given
 // up, which err then says why (the job is discarded). Not done, err is the
-// failure of a try that may pass later, due after RetryWait. A recipient
-// that got the notice before a failed try gets it again at the next:
-// unlike memory, a job keeps no state between tries.
-func (n *Notifier) Attempt(ctx context.Context, nt Notice, attempt int) (done bool, err error) {
+// failure of a try that may pass later, due after RetryWait. reached holds
+// the recipients earlier tries got through to, which this one skips, and
+// gains those this one reaches: the outbox keeps it with the job.
+func (n *Notifier) Attempt(ctx context.Context, nt Notice, attempt int, reached Reached) (done bool, err error) {
 	log := n.log.With("event", "notice", "kind", string(nt.Kind), "identity_id", nt.IdentityID, "store", "outbox")
 	confirm := func(d time.Duration) bool {
 		select {
@@ -317,7 +330,7 @@ func (n *Notifier) Attempt(ctx context.Context, nt Notice, attempt int) (done bo
 			return false
 		}
 	}
-	return n.settle(ctx, nt, log, map[string]bool{}, attempt, confirm, func() bool { return false })
+	return n.settle(ctx, nt, log, reached, attempt, confirm, func() bool { return false })
 }
 
 // RetryWait is the wait after the attempt-th failed try of a notice:
@@ -332,14 +345,14 @@ func RetryWait(cfg *config.Config, attempt int) time.Duration {
 // notice is about, and logs and counts the end. done says the notice needs
 // nothing more (a non-nil err: it was given up, at notices.max_attempts or
 // when last says so); otherwise err is the try's failure and another is due.
-func (n *Notifier) settle(ctx context.Context, nt Notice, log *slog.Logger, sent map[string]bool, attempt int,
+func (n *Notifier) settle(ctx context.Context, nt Notice, log *slog.Logger, sent Reached, attempt int,
 	confirm func(time.Duration) bool, last func() bool) (done bool, err error) {
 	kind := string(nt.Kind)
 	for confirms := 0; ; confirms++ {
 		res, why, err := n.try(ctx, nt, sent)
 		switch res {
 		case delivered:
-			log.Info("notice sent", "result", ResultSent, "attempt", attempt, "recipients", len(sent))
+			log.Info("notice sent", "result", ResultSent, "attempt", attempt, "recipients", sent.Len())
 			n.obs.Notice(kind, ResultSent)
 			return true, nil
 		case skip:
@@ -412,7 +425,7 @@ func (n *Notifier) stopping() bool {
 // try makes one try of nt: it reads the identity from Kratos and mails the
 // notice to each of its recovery addresses not in sent, adding those that
 // got it.
-func (n *Notifier) try(ctx context.Context, nt Notice, sent map[string]bool) (outcome, string, error) {
+func (n *Notifier) try(ctx context.Context, nt Notice, sent Reached) (outcome, string, error) {
 	cfg := n.cfg()
 	if !enabled(cfg, nt.Kind) {
 		return skip, "switched off since it was queued (notices." + string(nt.Kind) + ".enabled)", nil
@@ -450,8 +463,7 @@ func (n *Notifier) try(ctx context.Context, nt Notice, sent map[string]bool) (ou
 	}
 	var temporary, permanent []error
 	for _, to := range recipients {
-		key := strings.ToLower(to)
-		if sent[key] {
+		if sent.Has(to) {
 			continue
 		}
 		if err := n.deliver(ctx, cfg, to, msg); err != nil {
@@ -462,7 +474,7 @@ func (n *Notifier) try(ctx context.Context, nt Notice, sent map[string]bool) (ou
 			}
 			continue
 		}
-		sent[key] = true
+		sent.Add(to)
 	}
 	switch {
 	case len(temporary) > 0:

@@ -832,7 +832,7 @@ func TestAttempt(t *testing.T) {
 			} else {
 				f.kratos.byID["id-alice"].PasswordHash = "$2a$12$old"
 			}
-			done, err := f.n.Attempt(context.Background(), Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, tt.attempt)
+			done, err := f.n.Attempt(context.Background(), Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, tt.attempt, reachedSet{})
 			if done != tt.wantDone || (err != nil) != tt.wantErr {
 				t.Fatalf("Attempt = %v, %v; want done %v, an error %v", done, err, tt.wantDone, tt.wantErr)
 			}
@@ -854,11 +854,45 @@ func TestAttempt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.clock.waited = make(chan time.Duration, 1)
 	go func() { <-f.clock.waited; cancel() }()
-	done, err := f.n.Attempt(ctx, Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, 1)
+	done, err := f.n.Attempt(ctx, Notice{Kind: PasswordChanged, IdentityID: "id-alice", At: at, Supersedes: old}, 1, reachedSet{})
 	if done || !errors.Is(err, context.Canceled) {
 		t.Errorf("Attempt while stopping = %v, %v; want not done, context.Canceled", done, err)
 	}
 	if got := f.counts(t, PasswordChanged); len(got) != 0 {
 		t.Errorf("metric %v, want nothing counted", got)
+	}
+}
+
+// A try of a notice the outbox holds skips the recipients earlier tries
+// reached, whatever their case, and records those it reaches.
+func TestAttemptMailsOnlyWhoDidNotGetIt(t *testing.T) {
+	t.Parallel()
+	busy := &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+	f := newFixture(t, options{
+		identity: alice("alice@example.com", "alice@work.example"),
+		// The second mail of the first try is refused.
+		smtp: smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
+			if n == 2 {
+				return busy
+			}
+			return nil
+		}},
+	})
+	nt := Notice{Kind: ResetVoid, IdentityID: "id-alice", At: at}
+	reached := reachedSet{}
+	if done, err := f.n.Attempt(context.Background(), nt, 1, reached); done || err == nil {
+		t.Fatalf("first try = %v, %v; want a retry", done, err)
+	}
+	if !reached.Has("ALICE@example.com") || reached.Has("alice@work.example") {
+		t.Fatalf("reached after the first try = %v, want alice@example.com only", reached)
+	}
+	if done, err := f.n.Attempt(context.Background(), nt, 2, reached); !done || err != nil {
+		t.Fatalf("second try = %v, %v; want sent", done, err)
+	}
+	if diff := cmp.Diff([][]string{{"alice@example.com"}, {"alice@work.example"}}, f.recipients()); diff != "" {
+		t.Errorf("mails went to (-want +got):\n%s\nlog:\n%s", diff, f.logs)
+	}
+	if !strings.Contains(f.logs.String(), `"recipients":2`) {
+		t.Errorf("the log does not say both recipients have the notice:\n%s", f.logs)
 	}
 }

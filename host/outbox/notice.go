@@ -2,13 +2,16 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 )
 
 // noticeKind names the job of a notice (package notify): no secret in it,
@@ -17,7 +20,7 @@ const noticeKind = "notice"
 
 // Noticer makes one try of a stored notice (notify.Notifier.Attempt).
 type Noticer interface {
-	Attempt(ctx context.Context, nt notify.Notice, attempt int) (done bool, err error)
+	Attempt(ctx context.Context, nt notify.Notice, attempt int, reached notify.Reached) (done bool, err error)
 }
 
 // noticeArgs are a notice job's arguments, as stored in river_job.args.
@@ -65,7 +68,15 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 		// notices; the retry puts the job back for a host that can.
 		return fmt.Errorf("job %d: this host has no notifier", job.ID)
 	}
-	done, err := o.notices.Attempt(ctx, nt, job.Attempt)
+	reached := readReached(job.Metadata, o.config().Keyring, a.IdentityID)
+	done, err := o.notices.Attempt(ctx, nt, job.Attempt, reached)
+	if reached.added && !done {
+		// River merges it into the job's metadata as the try ends, so the
+		// next try, on any host, skips who already got the notice.
+		if err := river.MetadataSet(ctx, reachedKey, reached.digests); err != nil {
+			log.Warn("the recipients this try reached are not recorded; the next try mails them again", "error", err.Error())
+		}
+	}
 	switch {
 	case done && err == nil:
 		if err := complete(ctx, o.pool, job); err != nil {
@@ -93,3 +104,62 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 func (w *noticeWorker) NextRetry(job *river.Job[noticeArgs]) time.Time {
 	return time.Now().Add(notify.RetryWait(w.o.config(), job.Attempt))
 }
+
+// reachedKey is the key, in a notice job's metadata, of the recipients its
+// earlier tries got through to.
+const reachedKey = "notice_reached"
+
+// reached is a notify.Reached kept in a notice job's metadata. It holds
+// keyed digests, not addresses: an address is personal data, and river_job
+// is read by more people (River's UI, `gateway queue list`) than Kratos's
+// identities are.
+type reached struct {
+	keys     *sealing.Keyring
+	identity string
+	digests  []string
+	added    bool
+}
+
+// readReached reads what the job's earlier tries recorded. A record it
+// cannot read counts as empty: the worst that follows is a recipient
+// mailed twice, never one left out.
+func readReached(metadata []byte, keys *sealing.Keyring, identityID string) *reached {
+	r := &reached{keys: keys, identity: identityID}
+	var m struct {
+		Digests []string `json:"notice_reached"`
+	}
+	if json.Unmarshal(metadata, &m) == nil {
+		r.digests = m.Digests
+	}
+	return r
+}
+
+// context binds a digest to the identity, so the digest of an address is
+// different for each identity it is a recovery address of.
+func (r *reached) context() string { return "notice recipient\x00" + r.identity }
+
+// Has checks against every configured key of secrets.cipher, so a key
+// rotation between two tries does not make anyone a new recipient.
+func (r *reached) Has(address string) bool {
+	if r.keys == nil {
+		return false
+	}
+	for _, d := range r.digests {
+		if r.keys.SameMessage(d, r.context(), strings.ToLower(address)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Add records nothing without secrets.cipher (no key to digest with): the
+// next try then mails every recipient again.
+func (r *reached) Add(address string) {
+	if r.keys == nil {
+		return
+	}
+	r.digests = append(r.digests, r.keys.MessageKey(r.context(), strings.ToLower(address)))
+	r.added = true
+}
+
+func (r *reached) Len() int { return len(r.digests) }

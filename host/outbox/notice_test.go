@@ -2,17 +2,20 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
 )
 
@@ -21,10 +24,10 @@ type noticer struct {
 	mu    sync.Mutex
 	tries map[string][]int
 	got   []notify.Notice
-	step  func(nt notify.Notice, attempt int) (bool, error)
+	step  func(nt notify.Notice, attempt int, reached notify.Reached) (bool, error)
 }
 
-func (n *noticer) Attempt(_ context.Context, nt notify.Notice, attempt int) (bool, error) {
+func (n *noticer) Attempt(_ context.Context, nt notify.Notice, attempt int, reached notify.Reached) (bool, error) {
 	n.mu.Lock()
 	if n.tries == nil {
 		n.tries = map[string][]int{}
@@ -32,7 +35,7 @@ func (n *noticer) Attempt(_ context.Context, nt notify.Notice, attempt int) (boo
 	n.tries[nt.IdentityID] = append(n.tries[nt.IdentityID], attempt)
 	n.got = append(n.got, nt)
 	n.mu.Unlock()
-	return n.step(nt, attempt)
+	return n.step(nt, attempt, reached)
 }
 
 func (n *noticer) attempts(id string) []int {
@@ -50,7 +53,7 @@ func (n *noticer) attempts(id string) []int {
 func TestNoticeJobs(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	n := &noticer{step: func(nt notify.Notice, attempt int) (bool, error) {
+	n := &noticer{step: func(nt notify.Notice, attempt int, _ notify.Reached) (bool, error) {
 		switch nt.IdentityID {
 		case "sent":
 			return true, nil
@@ -115,5 +118,98 @@ func TestNoticeRetryWait(t *testing.T) {
 		if got < want-time.Second || got > want {
 			t.Errorf("wait after try %d = %s, want %s", attempt, got, want)
 		}
+	}
+}
+
+// The recipients a notice's try got through to stay with its job, so the
+// next try, on whichever host, mails only the others; the job holds keyed
+// digests of them, never an address.
+func TestNoticeRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
+	t.Parallel()
+	type view struct{ home, work bool }
+	var seen []view
+	var n *noticer
+	n = &noticer{step: func(_ notify.Notice, attempt int, reached notify.Reached) (bool, error) {
+		n.mu.Lock()
+		seen = append(seen, view{reached.Has("alice@example.com"), reached.Has("alice@work.example")})
+		n.mu.Unlock()
+		switch attempt {
+		case 1:
+			reached.Add("Alice@Example.com")
+			return false, errors.New("send the reset_void notice: 452 4.2.2 mailbox full")
+		case 2:
+			// This try reaches nobody new: the record is kept as it was.
+			return false, errors.New("read the identity's recovery addresses from Kratos: connection refused")
+		default:
+			reached.Add("alice@work.example")
+			return true, nil
+		}
+	}}
+	cfg := testConfig(t)
+	cfg.Notices = config.Notices{MaxAttempts: 5, RetryBackoff: 50 * time.Millisecond}
+	dsn := pgtest.NewDatabase(t)
+	h := startWith(t, dsn, cfg, &deliveries{}, Options{}, true, Deps{Notices: n})
+	ctx := context.Background()
+	if err := h.ob.EnqueueNotice(ctx, notify.Notice{Kind: notify.ResetVoid, IdentityID: "id-alice", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return h.jobs.get("notice done") == 1 }, "the notice sent")
+
+	n.mu.Lock()
+	got := append([]view(nil), seen...)
+	n.mu.Unlock()
+	want := []view{{false, false}, {true, false}, {true, false}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Errorf("what each try knew was reached = %+v, want %+v", got, want)
+	}
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var metadata string
+	if err := conn.QueryRow(ctx, "SELECT metadata::text FROM river_job WHERE queue = $1", QueueNotice).Scan(&metadata); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(metadata, reachedKey) || strings.Contains(strings.ToLower(metadata), "alice") {
+		t.Errorf("the job's metadata = %s, want the reached recipients as digests only", metadata)
+	}
+}
+
+// What a try recorded is read under every key of secrets.cipher, so a key
+// rotation between two tries mails nobody twice; it is bound to the
+// identity, and a record that cannot be read counts as empty (someone may
+// get the notice twice, nobody is left out).
+func TestReachedRecord(t *testing.T) {
+	t.Parallel()
+	oldKeys := testConfig(t).Keyring
+	rotated := testConfig(t, "fedcba9876543210fedcba9876543210-rotated", testCipher).Keyring
+
+	r := readReached(nil, oldKeys, "id-alice")
+	r.Add("Alice@Example.com")
+	raw, err := json.Marshal(map[string]any{reachedKey: r.digests, "other": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		metadata []byte
+		keys     *sealing.Keyring
+		identity string
+		want     bool
+	}{
+		{"same key", raw, oldKeys, "id-alice", true},
+		{"after a key rotation", raw, rotated, "id-alice", true},
+		{"another identity with the same address", raw, oldKeys, "id-bob", false},
+		{"a key no longer configured", raw, testConfig(t, "fedcba9876543210fedcba9876543210-rotated").Keyring, "id-alice", false},
+		{"unreadable metadata", []byte(`{"notice_reached": 7}`), oldKeys, "id-alice", false},
+		{"no secrets.cipher", raw, nil, "id-alice", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := readReached(tt.metadata, tt.keys, tt.identity).Has("alice@example.com"); got != tt.want {
+				t.Errorf("Has = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
