@@ -70,9 +70,10 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 	}
 	reached := readReached(job.Metadata, o.config().Keyring, a.IdentityID)
 	done, err := o.notices.Attempt(ctx, nt, job.Attempt, reached)
-	if reached.added && !done {
+	if reached.added && err != nil {
 		// River merges it into the job's metadata as the try ends, so the
-		// next try, on any host, skips who already got the notice.
+		// next try, on any host (or an operator's `queue retry` of a notice
+		// given up), skips who already got the notice.
 		if err := river.MetadataSet(ctx, reachedKey, reached.digests); err != nil {
 			log.Warn("the recipients this try reached are not recorded; the next try mails them again", "error", err.Error())
 		}

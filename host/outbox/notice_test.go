@@ -140,8 +140,12 @@ func TestNoticeRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
 		case 2:
 			// This try reaches nobody new: the record is kept as it was.
 			return false, errors.New("read the identity's recovery addresses from Kratos: connection refused")
-		default:
+		case 3:
+			// Given up: what it reached is recorded for an operator's retry.
 			reached.Add("alice@work.example")
+			return true, errors.New("send the reset_void notice: 550 5.7.1 refused")
+		default:
+			reached.Add("alice@old.example")
 			return true, nil
 		}
 	}}
@@ -153,13 +157,22 @@ func TestNoticeRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
 	if err := h.ob.EnqueueNotice(ctx, notify.Notice{Kind: notify.ResetVoid, IdentityID: "id-alice", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool { return h.jobs.get("notice done") == 1 }, "the notice sent")
+	var failed []Job
+	waitUntil(t, func() bool {
+		var err error
+		failed, err = h.ob.List(ctx, Filter{States: []string{StateFailed}})
+		return err == nil && len(failed) == 1
+	}, "the notice given up")
+	if _, err := h.ob.Retry(ctx, failed[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return h.jobs.get("notice done") == 1 }, "the retried notice sent")
 
 	n.mu.Lock()
 	got := append([]view(nil), seen...)
 	n.mu.Unlock()
-	want := []view{{false, false}, {true, false}, {true, false}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+	want := []view{{false, false}, {true, false}, {true, false}, {true, true}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Errorf("what each try knew was reached = %+v, want %+v", got, want)
 	}
 
