@@ -484,13 +484,14 @@ func TestRetriesAreBoundedAndBackOff(t *testing.T) {
 	}
 }
 
-// A retry mails only the recipients that did not get the notice yet.
-func TestRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
-	t.Parallel()
+// secondAddressRefusedOnce is a fixture whose identity has two recovery
+// addresses and whose SMTP server refuses the second mail it is given (the
+// second address's, at the first try) and accepts every other.
+func secondAddressRefusedOnce(t *testing.T) *fixture {
+	t.Helper()
 	busy := &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-	f := newFixture(t, options{
+	return newFixture(t, options{
 		identity: alice("alice@example.com", "alice@work.example"),
-		// The second mail of the first try is refused; the retry succeeds.
 		smtp: smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
 			if n == 2 {
 				return busy
@@ -498,6 +499,12 @@ func TestRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
 			return nil
 		}},
 	})
+}
+
+// A retry mails only the recipients that did not get the notice yet.
+func TestRetryMailsOnlyWhoDidNotGetIt(t *testing.T) {
+	t.Parallel()
+	f := secondAddressRefusedOnce(t)
 	f.n.Notify(Notice{Kind: ResetVoid, IdentityID: "id-alice", At: at})
 	f.settle(t)
 	if diff := cmp.Diff([][]string{{"alice@example.com"}, {"alice@work.example"}}, f.recipients()); diff != "" {
@@ -867,17 +874,7 @@ func TestAttempt(t *testing.T) {
 // reached, whatever their case, and records those it reaches.
 func TestAttemptMailsOnlyWhoDidNotGetIt(t *testing.T) {
 	t.Parallel()
-	busy := &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-	f := newFixture(t, options{
-		identity: alice("alice@example.com", "alice@work.example"),
-		// The second mail of the first try is refused.
-		smtp: smtptest.Options{MailErr: func(n int) *smtp.SMTPError {
-			if n == 2 {
-				return busy
-			}
-			return nil
-		}},
-	})
+	f := secondAddressRefusedOnce(t)
 	nt := Notice{Kind: ResetVoid, IdentityID: "id-alice", At: at}
 	reached := reachedSet{}
 	if done, err := f.n.Attempt(context.Background(), nt, 1, reached); done || err == nil {
