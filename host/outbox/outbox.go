@@ -319,11 +319,12 @@ func (o *Outbox) Ping(ctx context.Context) error {
 // Backlog reports a problem while a message taken more than maxAge ago is
 // still not delivered: waiting for a worker, or for its next try after a
 // failure. Its age runs from when it was taken, since every retry moves its
-// scheduled time.
+// scheduled time. Kratos's messages only: a notice retried for one user's
+// full mailbox says nothing of the courier path.
 func (o *Outbox) Backlog(ctx context.Context, maxAge time.Duration) error {
 	var oldest *time.Time
 	err := o.pool.QueryRow(ctx,
-		`SELECT min(created_at) FROM river_job WHERE state IN ('available', 'retryable', 'scheduled')`).Scan(&oldest)
+		`SELECT min(created_at) FROM river_job WHERE kind = $1 AND state IN ('available', 'retryable', 'scheduled')`, jobKind).Scan(&oldest)
 	if err != nil {
 		return fmt.Errorf("the queue's PostgreSQL: %s", pgProblem(err))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/config"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/courier"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/kratosadmin"
+	"github.com/kratos-email-gateway/kratos-email-gateway/host/notify"
 	"github.com/kratos-email-gateway/kratos-email-gateway/host/sealing"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
 	"github.com/kratos-email-gateway/kratos-email-gateway/internal/testlog"
@@ -363,17 +364,28 @@ func TestBacklog(t *testing.T) {
 	if err := h.ob.Backlog(ctx, time.Minute); err != nil {
 		t.Fatalf("empty queue: %v", err)
 	}
+	conn, err := pgx.Connect(ctx, h.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// A notice retried for 10 minutes (one user's mailbox is full) is not
+	// a backlog of Kratos's messages.
+	if err := h.ob.EnqueueNotice(ctx, notify.Notice{Kind: notify.ResetVoid, IdentityID: "id-1", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "UPDATE river_job SET state = 'retryable', created_at = now() - interval '10 minutes', scheduled_at = now()"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ob.Backlog(ctx, time.Minute); err != nil {
+		t.Errorf("an old notice: %v, want no backlog", err)
+	}
 	if _, err := h.ob.Enqueue(ctx, recoveryMessage("id-1", "123456")); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.ob.Backlog(ctx, time.Minute); err != nil {
 		t.Errorf("a fresh message: %v", err)
 	}
-	conn, err := pgx.Connect(ctx, h.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "UPDATE river_job SET state = 'retryable', created_at = now() - interval '10 minutes', scheduled_at = now()"); err != nil {
 		t.Fatal(err)
 	}
