@@ -69,7 +69,7 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 		return fmt.Errorf("job %d: this host has no notifier", job.ID)
 	}
 	reached := readReached(job.Metadata, o.config().Keyring, a.IdentityID)
-	done, err := o.notices.Attempt(ctx, nt, job.Attempt, reached)
+	ended, err := o.notices.Attempt(ctx, nt, job.Attempt, reached)
 	if reached.added && err != nil {
 		// River merges it into the job's metadata as the try ends, so the
 		// next try, on any host (or an operator's `queue retry` of a notice
@@ -79,14 +79,10 @@ func (w *noticeWorker) Work(ctx context.Context, job *river.Job[noticeArgs]) err
 		}
 	}
 	switch {
-	case done && err == nil:
-		if err := complete(ctx, o.pool, job); err != nil {
-			log.Warn("job done but not marked yet; River marks it", "error", err.Error())
-		}
-		log.Info("job done", "event", "job_done")
-		o.observe.Job(job.Queue, "done")
+	case ended && err == nil:
+		done(ctx, o, log, job)
 		return nil
-	case done:
+	case ended:
 		// notify logged why it gave up (its "notice not sent" line).
 		log.Error("job discarded: the notice was given up", "audit", true, "event", "job_discarded", "reason", "notice_failed", "error", err.Error())
 		o.observe.Job(job.Queue, "discarded")

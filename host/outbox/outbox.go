@@ -369,14 +369,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 	}
 	answer, err := o.deliver.Deliver(ctx, cfg, msg)
 	if err == nil {
-		// Completed now, not by River's batch completer a little later: a
-		// host that dies between the mail and the mark would have the job
-		// run, and the mail sent, again.
-		if err := complete(ctx, o.pool, job); err != nil {
-			log.Warn("job done but not marked yet; River marks it", "error", err.Error())
-		}
-		log.Info("job done", "event", "job_done", "status", answer.Status, "delivery", answer.Delivery)
-		o.observe.Job(job.Queue, "done")
+		done(ctx, o, log.With("status", answer.Status, "delivery", answer.Delivery), job)
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -405,6 +398,17 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 	}
 	o.observe.Job(job.Queue, "discarded")
 	return river.JobCancel(err)
+}
+
+// done marks job completed at once, logs and counts it. Completed now, not
+// by River's batch completer a little later: a host that dies between the
+// mail and the mark would have the job run, and the mail sent, again.
+func done[T river.JobArgs](ctx context.Context, o *Outbox, log *slog.Logger, job *river.Job[T]) {
+	if err := complete(ctx, o.pool, job); err != nil {
+		log.Warn("job done but not marked yet; River marks it", "error", err.Error())
+	}
+	log.Info("job done", "event", "job_done")
+	o.observe.Job(job.Queue, "done")
 }
 
 // complete marks job completed in a transaction of its own.
