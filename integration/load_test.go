@@ -74,8 +74,10 @@ func TestLoadPassThrough(t *testing.T) {
 		} `json:"messages"`
 	}
 	q := url.QueryEscape(fmt.Sprintf("subject:%q", run))
-	// Mailpit stores and indexes what it accepted a little later, more so
-	// on a busy machine: read until the count stops growing.
+	// Synchronously, the gateway answers 200 once Mailpit committed the
+	// mail; through the outbox, once it stored the message, and the mails
+	// go out after: read until every one arrived, or the count has stopped
+	// growing for the deadline.
 	for deadline, last := time.Now().Add(30*time.Second), -1; ; {
 		if status := call(t, "GET", env.mailpitAPI+"/api/v1/search?limit=5000&query="+q, nil, nil, &res); status != http.StatusOK {
 			t.Fatalf("Mailpit search: HTTP %d", status)
@@ -122,7 +124,6 @@ func TestLoadPassThrough(t *testing.T) {
 
 var goroutineGauge = regexp.MustCompile(`(?m)^go_goroutines (\d+)$`)
 
-// goroutines reads the host's go_goroutines gauge from /metrics.
 // steadyGoroutines waits until the host's goroutine count holds still for
 // a second and returns it: a host with the outbox starts River's queue
 // maintenance (a dozen goroutines) once it is elected leader, a moment
@@ -142,6 +143,7 @@ func steadyGoroutines(t *testing.T) int {
 	return last
 }
 
+// goroutines reads the host's go_goroutines gauge from /metrics.
 func goroutines(t *testing.T) int {
 	t.Helper()
 	var raw []byte
