@@ -47,8 +47,9 @@ func verificationMessage(t *testing.T, to string) []byte {
 // binaries, Mailpit and a real PostgreSQL: a recovery is answered at once
 // and its mail goes out from the outbox, its password logs in; Kratos's
 // retry of a message already taken adds no second mail; with PostgreSQL
-// down /courier answers 503 (Kratos keeps the message) and readiness says
-// why; once it is back the message goes out.
+// down /courier answers 503 (Kratos keeps the message), readiness says
+// why, and a password change still works and is notified from memory; once
+// PostgreSQL is back the message goes out.
 func TestOutboxJourneys(t *testing.T) {
 	pg := pgtest.NewCluster(t)
 	h := startHostWithConfig(t, outboxConfig(pg.NewDatabase(t), "auto"))
@@ -98,6 +99,22 @@ func TestOutboxJourneys(t *testing.T) {
 	if status := call(t, "GET", "http://"+env.hostAddr+"/health/ready", nil, nil, &ready); status != http.StatusServiceUnavailable ||
 		!strings.Contains(fmt.Sprint(ready), "queue") {
 		t.Errorf("readiness with PostgreSQL down: HTTP %d %v, want 503 naming the queue", status, ready)
+	}
+	// A user changing their password meanwhile is not held up (the hooks
+	// take the identity's lock across hosts best-effort), and the notice
+	// the outbox cannot take goes out from the host's memory.
+	fourth := uniqueEmail(t)
+	createIdentity(t, fourth, oldPassword)
+	status, s := login(t, fourth, oldPassword)
+	if status != http.StatusOK {
+		t.Fatalf("login with PostgreSQL down: HTTP %d", status)
+	}
+	if status, body := changePassword(t, s.Token, newPassword); status != http.StatusOK {
+		t.Fatalf("settings flow with PostgreSQL down: HTTP %d\n%s", status, body)
+	}
+	waitNotice(t, fourth, subjectPasswordChanged)
+	if !strings.Contains(h.String(), `"msg":"notice kept in this host's memory: the outbox did not take it"`) {
+		t.Errorf("the host's log does not say the notice stayed in memory:\n%s", h)
 	}
 	pg.Start(t)
 	waitFor(t, func() bool {
