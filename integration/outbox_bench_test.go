@@ -585,23 +585,8 @@ func waitArrivals(b *testing.B, domain string, emails []string) map[string]time.
 // postCourierB POSTs a courier message to the host at listen, with the
 // webhook key, as Kratos's courier does.
 func postCourierB(listen string, msg map[string]any) (int, error) {
-	raw, err := json.Marshal(msg)
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequest(http.MethodPost, "http://"+listen+"/courier", bytes.NewReader(raw))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+env.apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	status, _, err := send(http.MethodPost, "http://"+listen+"/courier", http.Header{"Authorization": {"Bearer " + env.apiKey}}, msg, nil)
+	return status, err
 }
 
 // directRecoveryLoad creates n identities with a password in s's Kratos and
