@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,6 +20,8 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/kratos-email-gateway/kratos-email-gateway/internal/pgtest"
 )
 
 // hydraVersion is the Ory Hydra scripts/deps.sh builds into
@@ -63,9 +66,15 @@ func startHydraWith(t *testing.T, o hydraOptions) *hydraServer {
 	if o.AccessTokenTTL > 0 {
 		ttl = fmt.Sprintf("ttl:\n  access_token: %s\n", o.AccessTokenTTL)
 	}
+	// A database of its own in the throwaway PostgreSQL cluster, not `dsn:
+	// memory`: Hydra's in-memory sqlite (one shared cache) fails a read that
+	// meets a write, and its introspection answers such a failure
+	// "active": false (fosite's WriteIntrospectionError), so a valid token
+	// looked revoked whenever a sign-in's check met a token being issued.
+	dsn := pgtest.NewDatabase(t)
 	// Keys from Hydra v2.3.0's .schema/config.schema.json. sqa.opt_out:
 	// no telemetry calls to the internet.
-	config := fmt.Sprintf(`dsn: memory
+	config := fmt.Sprintf(`dsn: %q
 log:
   level: warn
   format: text
@@ -88,10 +97,15 @@ oauth2:
   expose_internal_errors: true
 sqa:
   opt_out: true
-%s`, publicPort, adminPort, h.public, randomHex(16), ttl)
+%s`, dsn, publicPort, adminPort, h.public, randomHex(16), ttl)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "hydra.yml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	migrate := exec.Command(bin, "migrate", "sql", "up", "--read-from-env", "--yes", "-c", "hydra.yml")
+	migrate.Dir = dir
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("Hydra: migrate its database: %v\n%s", err, out)
 	}
 	name := "hydra-" + strings.Trim(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"), "-")
 	stop, err := env.start(name, bin, dir, nil, "serve", "all", "--dev", "-c", "hydra.yml")
